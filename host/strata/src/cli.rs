@@ -1,0 +1,158 @@
+//! The command line: `strata [--config FILE] [ROLE] [FLAGS]` and `strata check-config FILE`.
+//!
+//! Flags are global so that they may stand before or after the role. Each flag overrides one
+//! appliance.toml key and wins over it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use strata_config::{ApplianceConfig, HumanDuration, LogFormat, LogLevel, Role};
+
+/// Strata: a monitoring appliance with a VictoriaMetrics-style storage engine.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, long_about = None)]
+pub struct Cli {
+    /// The configuration file. Without it, ./appliance.toml is used if it exists, else defaults.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Overrides of appliance.toml keys.
+    #[command(flatten)]
+    pub overrides: Overrides,
+
+    /// What to run; without one, the `role` key of the config decides (default: single).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// All in one: storage, query, ingestion and UI (HTTP 8428).
+    Single,
+    /// Cluster storage node (HTTP 8482, insert RPC 8400, select RPC 8401).
+    Storage,
+    /// Cluster insert node: shards writes over storage nodes (HTTP 8480).
+    Insert,
+    /// Cluster select node: fans queries out to storage nodes (HTTP 8481).
+    Select,
+    /// Scrape agent with an on-disk remote-write queue (HTTP 8429).
+    Agent,
+    /// Checks a configuration file and exits 0, or prints what is wrong and exits 2.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+impl Command {
+    /// The role this subcommand runs, if it runs one.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            Command::Single => Some(Role::Single),
+            Command::Storage => Some(Role::Storage),
+            Command::Insert => Some(Role::Insert),
+            Command::Select => Some(Role::Select),
+            Command::Agent => Some(Role::Agent),
+            Command::CheckConfig { .. } => None,
+        }
+    }
+}
+
+/// Flags that override appliance.toml keys.
+#[derive(Debug, Default, Args)]
+pub struct Overrides {
+    /// storage.data_path: the data directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub storage_data_path: Option<PathBuf>,
+
+    /// http.listen_addr: address of the HTTP API, e.g. 127.0.0.1:8428.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub http_listen_addr: Option<SocketAddr>,
+
+    /// storage.retention_period: how long samples are kept, e.g. 31d or 1y.
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub retention_period: Option<HumanDuration>,
+
+    /// log.level: error, warn, info, debug or trace.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+
+    /// log.format: text or json.
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = parse_log_format)]
+    pub log_format: Option<LogFormat>,
+}
+
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("unknown log format {text:?}; allowed are text, json")),
+    }
+}
+
+impl Overrides {
+    /// Writes every given flag over its key.
+    pub fn apply(&self, config: &mut ApplianceConfig) {
+        if let Some(path) = &self.storage_data_path {
+            config.storage.data_path = path.clone();
+        }
+        if let Some(addr) = self.http_listen_addr {
+            config.http.listen_addr = Some(addr);
+        }
+        if let Some(retention) = self.retention_period {
+            config.storage.retention_period = retention;
+        }
+        if let Some(level) = self.log_level {
+            config.log.level = level;
+        }
+        if let Some(format) = self.log_format {
+            config.log.format = format;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_after_role_and_config_anywhere() {
+        let cli = Cli::try_parse_from([
+            "strata",
+            "single",
+            "--storage-data-path",
+            "./d",
+            "--http-listen-addr",
+            "127.0.0.1:9999",
+        ])
+        .unwrap();
+        assert_eq!(cli.command.as_ref().and_then(Command::role), Some(Role::Single));
+        assert_eq!(cli.overrides.storage_data_path, Some(PathBuf::from("./d")));
+
+        for args in [
+            ["strata", "--config", "appliance.toml", "single"],
+            ["strata", "single", "--config", "appliance.toml"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert_eq!(cli.config, Some(PathBuf::from("appliance.toml")));
+        }
+    }
+
+    #[test]
+    fn flags_override_config_keys() {
+        let cli = Cli::try_parse_from(["strata", "--retention-period", "1y", "--log-level", "debug"]).unwrap();
+        let mut config = ApplianceConfig::default();
+        cli.overrides.apply(&mut config);
+        assert_eq!(config.storage.retention_period, "1y".parse().unwrap());
+        assert_eq!(config.log.level, LogLevel::Debug);
+    }
+
+    #[test]
+    fn bad_flag_values_are_rejected() {
+        assert!(Cli::try_parse_from(["strata", "--retention-period", "1 year"]).is_err());
+        assert!(Cli::try_parse_from(["strata", "--log-level", "loud"]).is_err());
+        assert!(Cli::try_parse_from(["strata", "router"]).is_err());
+    }
+}
