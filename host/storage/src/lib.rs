@@ -1,4 +1,10 @@
 //! The time-series storage engine (DESIGN.md §3, FORMATS.md §0–§4).
 //!
-//! Not built yet: the storage issues fill this crate. It must never depend on the network, the
-//! query engine or wasm.
+//! Two halves meet here: the data side (samples: codecs, blocks, parts, partitions, merges) and
+//! the index side (MetricName → TSID, inverted indexes, series search). They share only
+//! [`Tsid`], [`Tenant`] and [`TimeRange`]. This crate never depends on the network, the query
+//! engine or wasm.
+
+pub mod tsid;
+
+pub use tsid::{TSID_SIZE, Tenant, TimeRange, Tsid};
