@@ -2,9 +2,11 @@
 //!
 //! Two halves meet here: the data side (samples: codecs, blocks, parts, partitions, merges) and
 //! the index side (MetricName → TSID, inverted indexes, series search). They share only
-//! [`Tsid`], [`Tenant`] and [`TimeRange`]. This crate never depends on the network, the query
-//! engine or wasm.
+//! [`Tsid`], [`Tenant`], [`TimeRange`] and [`StorageError`]. This crate never depends on the
+//! network, the query engine or wasm.
 
+pub mod error;
 pub mod tsid;
 
+pub use error::{Result, StorageError};
 pub use tsid::{TSID_SIZE, Tenant, TimeRange, Tsid};
