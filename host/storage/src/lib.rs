@@ -5,8 +5,10 @@
 //! [`Tsid`], [`Tenant`], [`TimeRange`] and [`StorageError`]. This crate never depends on the
 //! network, the query engine or wasm.
 
+pub mod deleted;
 pub mod error;
 pub mod tsid;
 
+pub use deleted::{DeletedMetricIds, NoDeletedMetricIds};
 pub use error::{Result, StorageError};
 pub use tsid::{TSID_SIZE, Tenant, TimeRange, Tsid};
