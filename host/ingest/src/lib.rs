@@ -1,2 +1,4 @@
 //! Ingestion: the batch type every decoder produces, the `SampleSink` it goes into, and the
-//! native protocol decoders. Being filled by the ingestion issue.
+//! native protocol decoders.
+
+pub mod prompb;
