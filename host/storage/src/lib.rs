@@ -6,6 +6,7 @@
 //! network, the query engine or wasm.
 
 pub mod deleted;
+pub mod encoding;
 pub mod error;
 pub mod tsid;
 
