@@ -5,6 +5,7 @@
 //! [`Tsid`], [`Tenant`], [`TimeRange`] and [`StorageError`]. This crate never depends on the
 //! network, the query engine or wasm.
 
+pub mod data;
 pub mod deleted;
 pub mod encoding;
 pub mod error;
