@@ -1,3 +1,18 @@
-//! PromQL: the parser and the evaluator over a `SeriesSource` trait (DESIGN.md §2).
+//! PromQL for Strata: a lexer and parser with positions, a canonical printer, a run-time
+//! function registry, and an evaluator with Prometheus semantics over a `SeriesSource` trait.
 //!
-//! Not built yet: the query issue fills this crate.
+//! Entry points: [`parse`] (with a [`FunctionRegistry`]) and [`Engine`]
+//! ([`Engine::instant_query`], [`Engine::range_query`]).
+
+pub mod ast;
+pub mod functions;
+pub mod labels;
+pub mod lexer;
+pub mod parser;
+#[cfg(test)]
+mod parser_tests;
+
+pub use ast::{Expr, ValueType};
+pub use functions::{FunctionDef, FunctionRegistry};
+pub use labels::{Label, LabelMatcher, Labels, MatchOp};
+pub use parser::{ParseError, parse};
