@@ -9,7 +9,10 @@
 pub mod batch;
 pub mod decompress;
 pub mod error;
+pub mod exposition;
+pub mod jsonl;
 pub mod limits;
+pub mod pipeline;
 pub mod prompb;
 pub mod remote_write;
 pub mod sink;
@@ -18,6 +21,7 @@ mod wire;
 pub use batch::{BatchOverflow, MetricBatch, SeriesRef};
 pub use error::{IngestError, RejectReason};
 pub use limits::IngestLimits;
+pub use pipeline::{IngestFailure, Ingestor, RequestMeta, WriteSummary, parse_extra_labels};
 pub use remote_write::{RemoteWriteStats, RemoteWriteVersion};
 pub use sink::{MemorySink, PushOutcome, SampleSink, SinkError, StoredSeries};
 pub use strata_storage::Tenant;
