@@ -361,16 +361,23 @@ impl PartWriter {
     }
 }
 
-/// Writes in-memory buffers as a part directory `dir` (fsynced).
-pub fn write_buffers(dir: &Path, b: &PartBuffers) -> Result<()> {
+/// Writes a part's files into the new directory `dir` (fsynced, metadata.json last).
+fn write_files(
+    dir: &Path,
+    header: &PartHeader,
+    index: &[u8],
+    metaindex: &[u8],
+    timestamps: &[u8],
+    values: &[u8],
+) -> Result<()> {
     std::fs::create_dir(dir).map_err(|e| StorageError::io("cannot create part dir", dir, e))?;
-    let json = serde_json::to_vec_pretty(&b.header).unwrap_or_default();
+    let json = serde_json::to_vec_pretty(header).unwrap_or_default();
     for (name, data) in [
-        (TIMESTAMPS_FILE, &b.timestamps),
-        (VALUES_FILE, &b.values),
-        (INDEX_FILE, &b.index),
-        (METAINDEX_FILE, &b.metaindex),
-        (METADATA_FILE, &json),
+        (TIMESTAMPS_FILE, timestamps),
+        (VALUES_FILE, values),
+        (INDEX_FILE, index),
+        (METAINDEX_FILE, metaindex),
+        (METADATA_FILE, &json[..]),
     ] {
         let p = dir.join(name);
         let mut f = File::create(&p).map_err(|e| StorageError::io("cannot create", &p, e))?;
@@ -383,6 +390,7 @@ pub fn write_buffers(dir: &Path, b: &PartBuffers) -> Result<()> {
 enum Source {
     Mem {
         index: Vec<u8>,
+        metaindex: Vec<u8>,
         timestamps: Vec<u8>,
         values: Vec<u8>,
     },
@@ -391,6 +399,8 @@ enum Source {
         timestamps: File,
         values: File,
     },
+    /// Only while an in-memory part is being set up.
+    Empty,
 }
 
 /// A readable part.
@@ -418,12 +428,15 @@ impl Part {
     pub fn from_buffers(label: PathBuf, b: PartBuffers) -> Result<Part> {
         let size = (b.index.len() + b.metaindex.len() + b.timestamps.len() + b.values.len()) as u64;
         let file_sizes = [b.index.len() as u64, b.timestamps.len() as u64, b.values.len() as u64];
-        let src = Source::Mem {
+        let metaindex = b.metaindex;
+        let mut part = Self::init(label, b.header, &metaindex, Source::Empty, size, file_sizes)?;
+        part.src = Source::Mem {
             index: b.index,
+            metaindex,
             timestamps: b.timestamps,
             values: b.values,
         };
-        Self::init(label, b.header, &b.metaindex, src, size, file_sizes)
+        Ok(part)
     }
 
     /// Opens a part directory, decoding metadata.json and the metaindex and checking every
@@ -527,6 +540,27 @@ impl Part {
         Ok(())
     }
 
+    /// Whether the part lives in memory.
+    pub fn is_in_memory(&self) -> bool {
+        matches!(self.src, Source::Mem { .. })
+    }
+
+    /// Writes an in-memory part's buffers as the new part directory `dir`. Errors for file parts.
+    pub fn write_in_memory_to(&self, dir: &Path) -> Result<()> {
+        match &self.src {
+            Source::Mem {
+                index,
+                metaindex,
+                timestamps,
+                values,
+            } => write_files(dir, &self.header, index, metaindex, timestamps, values),
+            _ => Err(StorageError::InvalidInput(format!(
+                "{} is not an in-memory part",
+                self.path.display()
+            ))),
+        }
+    }
+
     /// The directory (or, in memory, the label) used in errors.
     pub fn path(&self) -> &Path {
         &self.path
@@ -568,10 +602,14 @@ impl Part {
                 index,
                 timestamps,
                 values,
+                ..
             } => {
                 let b = [index, timestamps, values][which];
-                Ok(b[o..o + n].to_vec())
+                b.get(o..o + n)
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| StorageError::corrupt(&self.path, "read past end of buffer"))
             }
+            Source::Empty => Err(StorageError::corrupt(&self.path, "part has no data")),
             Source::File {
                 index,
                 timestamps,
