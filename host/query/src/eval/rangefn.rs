@@ -1,0 +1,303 @@
+//! Functions over range vectors (`rate`, `*_over_time`, ...), computed for all steps in one
+//! pass per series with a sliding window.
+
+use super::{Ctx, MatrixVal, QueryError, StepSeries, absent, merge_same_labels};
+use crate::functions::Builtin;
+
+/// Evaluates range function `b` over `m`. `scalars[k][i]` is the k-th scalar argument at step
+/// `i`; `eval_ts[i]` is the evaluation time of step `i` (used by `predict_linear`).
+pub(crate) fn eval_range_fn(
+    ctx: &Ctx<'_>,
+    b: Builtin,
+    m: MatrixVal,
+    scalars: &[Vec<f64>],
+) -> Result<Vec<StepSeries>, QueryError> {
+    if b == Builtin::HoltWinters {
+        for (&sf, &tf) in scalars[0].iter().zip(&scalars[1]) {
+            if sf <= 0.0 || sf >= 1.0 || sf.is_nan() {
+                return Err(QueryError::Eval(format!(
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf}"
+                )));
+            }
+            if tf <= 0.0 || tf >= 1.0 || tf.is_nan() {
+                return Err(QueryError::Eval(format!(
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf}"
+                )));
+            }
+        }
+    }
+    let MatrixVal { series, refs, range } = m;
+    let eval_ts: Vec<i64> = (0..ctx.nsteps).map(|i| ctx.t(i)).collect();
+    let keep_name = b == Builtin::LastOverTime;
+    let out = ctx.map_series(series, |s| {
+        let mut vals = Vec::with_capacity(refs.len());
+        let (mut lo, mut hi) = (0usize, 0usize);
+        let mut prev_ref = i64::MIN;
+        for (i, &r) in refs.iter().enumerate() {
+            let start = r - range;
+            if r < prev_ref {
+                lo = s.ts.partition_point(|&t| t < start);
+                hi = s.ts.partition_point(|&t| t <= r);
+            } else {
+                while lo < s.ts.len() && s.ts[lo] < start {
+                    lo += 1;
+                }
+                hi = hi.max(lo);
+                while hi < s.ts.len() && s.ts[hi] <= r {
+                    hi += 1;
+                }
+            }
+            prev_ref = r;
+            let w = Window {
+                ts: &s.ts[lo..hi],
+                vs: &s.vals[lo..hi],
+                start,
+                end: r,
+                range,
+            };
+            let v = if w.ts.is_empty() {
+                None
+            } else {
+                apply(b, &w, scalars, i, eval_ts[i])
+            };
+            vals.push(v.unwrap_or_else(absent));
+        }
+        StepSeries {
+            labels: if keep_name { s.labels } else { s.labels.without_name() },
+            vals,
+        }
+    });
+    let out: Vec<StepSeries> = out
+        .into_iter()
+        .filter(|s| s.vals.iter().any(|v| !super::is_absent(*v)))
+        .collect();
+    merge_same_labels(out)
+}
+
+/// The samples of one series inside one step's window `[start, end]`.
+pub(crate) struct Window<'a> {
+    pub ts: &'a [i64],
+    pub vs: &'a [f64],
+    pub start: i64,
+    pub end: i64,
+    pub range: i64,
+}
+
+fn apply(b: Builtin, w: &Window<'_>, scalars: &[Vec<f64>], i: usize, eval_t: i64) -> Option<f64> {
+    use Builtin as B;
+    let vs = w.vs;
+    let n = vs.len();
+    match b {
+        B::Rate => extrapolated_rate(w, true, true),
+        B::Increase => extrapolated_rate(w, true, false),
+        B::Delta => extrapolated_rate(w, false, false),
+        B::Irate | B::Idelta => {
+            if n < 2 {
+                return None;
+            }
+            let (t0, t1) = (w.ts[n - 2], w.ts[n - 1]);
+            let (v0, v1) = (vs[n - 2], vs[n - 1]);
+            if b == B::Idelta {
+                return Some(v1 - v0);
+            }
+            let dt = (t1 - t0) as f64 / 1000.0;
+            if dt == 0.0 {
+                return None;
+            }
+            let d = if v1 < v0 { v1 } else { v1 - v0 };
+            Some(d / dt)
+        }
+        B::AvgOverTime => {
+            let mut mean = 0.0f64;
+            let mut count = 0.0f64;
+            for &v in vs {
+                count += 1.0;
+                if mean.is_infinite() {
+                    if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                        continue;
+                    }
+                    if !v.is_infinite() && !v.is_nan() {
+                        continue;
+                    }
+                }
+                mean += v / count - mean / count;
+            }
+            Some(mean)
+        }
+        B::SumOverTime => Some(vs.iter().sum()),
+        B::CountOverTime => Some(n as f64),
+        B::MinOverTime => Some(
+            vs.iter()
+                .skip(1)
+                .fold(vs[0], |m, &v| if v < m || m.is_nan() { v } else { m }),
+        ),
+        B::MaxOverTime => Some(
+            vs.iter()
+                .skip(1)
+                .fold(vs[0], |m, &v| if v > m || m.is_nan() { v } else { m }),
+        ),
+        B::LastOverTime => Some(vs[n - 1]),
+        B::PresentOverTime => Some(1.0),
+        B::StddevOverTime | B::StdvarOverTime => {
+            let (mut count, mut mean, mut aux) = (0.0f64, 0.0f64, 0.0f64);
+            for &v in vs {
+                count += 1.0;
+                let delta = v - mean;
+                mean += delta / count;
+                aux += delta * (v - mean);
+            }
+            let var = aux / count;
+            Some(if b == B::StddevOverTime { var.sqrt() } else { var })
+        }
+        B::QuantileOverTime => Some(quantile(scalars[0][i], &mut vs.to_vec())),
+        B::MadOverTime => {
+            let mut v = vs.to_vec();
+            let med = quantile(0.5, &mut v);
+            let mut dev: Vec<f64> = vs.iter().map(|x| (x - med).abs()).collect();
+            Some(quantile(0.5, &mut dev))
+        }
+        B::Changes => {
+            let mut c = 0;
+            for p in vs.windows(2) {
+                if !(p[0] == p[1] || (p[0].is_nan() && p[1].is_nan())) {
+                    c += 1;
+                }
+            }
+            Some(c as f64)
+        }
+        B::Resets => Some(vs.windows(2).filter(|p| p[1] < p[0]).count() as f64),
+        B::Deriv => {
+            if n < 2 {
+                return None;
+            }
+            Some(linear_regression(w.ts, vs, w.ts[0]).0)
+        }
+        B::PredictLinear => {
+            if n < 2 {
+                return None;
+            }
+            let (slope, intercept) = linear_regression(w.ts, vs, eval_t);
+            Some(slope * scalars[0][i] + intercept)
+        }
+        B::HoltWinters => {
+            if n < 2 {
+                return None;
+            }
+            let (sf, tf) = (scalars[0][i], scalars[1][i]);
+            let (mut s0, mut s1) = (0.0f64, vs[0]);
+            let mut trend = vs[1] - vs[0];
+            for (k, &v) in vs.iter().enumerate().skip(1) {
+                let x = sf * v;
+                // The trend is only smoothed from the second step on.
+                if k > 1 {
+                    trend = tf * (s1 - s0) + (1.0 - tf) * trend;
+                }
+                let y = (1.0 - sf) * (s1 + trend);
+                s0 = s1;
+                s1 = x + y;
+            }
+            Some(s1)
+        }
+        // Not range functions; the caller never routes them here.
+        _ => None,
+    }
+}
+
+/// Prometheus' extrapolated rate/increase/delta over one window.
+fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<f64> {
+    let n = w.vs.len();
+    if n < 2 {
+        return None;
+    }
+    let (first_t, last_t) = (w.ts[0], w.ts[n - 1]);
+    let (first_v, last_v) = (w.vs[0], w.vs[n - 1]);
+    let mut result = last_v - first_v;
+    if is_counter {
+        let mut last = 0.0f64;
+        for &v in w.vs {
+            if v < last {
+                result += last;
+            }
+            last = v;
+        }
+    }
+    let mut to_start = (first_t - w.start) as f64 / 1000.0;
+    let to_end = (w.end - last_t) as f64 / 1000.0;
+    let sampled = (last_t - first_t) as f64 / 1000.0;
+    let avg_between = sampled / (n - 1) as f64;
+    if is_counter && result > 0.0 && first_v >= 0.0 {
+        let to_zero = sampled * (first_v / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    let threshold = avg_between * 1.1;
+    let mut interval = sampled;
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        avg_between / 2.0
+    };
+    interval += if to_end < threshold { to_end } else { avg_between / 2.0 };
+    result *= interval / sampled;
+    if is_rate {
+        result /= w.range as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// Least-squares slope and intercept, x in seconds relative to `intercept_t`.
+pub(crate) fn linear_regression(ts: &[i64], vs: &[f64], intercept_t: i64) -> (f64, f64) {
+    let (mut n, mut sx, mut sy, mut sxy, mut sx2) = (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let init = vs[0];
+    let mut const_y = true;
+    for (k, (&t, &v)) in ts.iter().zip(vs).enumerate() {
+        if const_y && k > 0 && v != init {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (t - intercept_t) as f64 / 1000.0;
+        sx += x;
+        sy += v;
+        sxy += x * v;
+        sx2 += x * x;
+    }
+    if const_y {
+        if init.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init);
+    }
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    (slope, sy / n - slope * sx / n)
+}
+
+/// Prometheus' quantile with linear interpolation; sorts `v` in place.
+pub(crate) fn quantile(q: f64, v: &mut [f64]) -> f64 {
+    if v.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    // total_cmp puts NaN with the sign bit first and positive NaN last; Prometheus' sort.Float64s
+    // puts every NaN first.
+    let nan_count = v.iter().filter(|x| x.is_nan()).count();
+    if nan_count > 0 {
+        let mut tmp: Vec<f64> = v.iter().copied().filter(|x| x.is_nan()).collect();
+        tmp.extend(v.iter().copied().filter(|x| !x.is_nan()));
+        v.copy_from_slice(&tmp);
+    }
+    let n = v.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    v[lower as usize] * (1.0 - weight) + v[upper as usize] * weight
+}
