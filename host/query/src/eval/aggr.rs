@@ -6,7 +6,16 @@ use super::funcs::{scalar_arg, string_arg, vector_arg};
 use super::rangefn::quantile;
 use super::{Ctx, QueryError, StepSeries, Val, absent, is_absent};
 use crate::ast::{AggOp, Expr};
-use crate::labels::{Labels, METRIC_NAME};
+use crate::labels::Labels;
+
+/// The labels of the group a series belongs to.
+pub(crate) fn group_key(labels: &Labels, grouping: &[String], without: bool) -> Labels {
+    if without {
+        labels.drop_names(grouping)
+    } else {
+        labels.keep_only(grouping)
+    }
+}
 
 /// Assigns each series a group; returns the group of every series and each group's labels.
 fn group_series(series: &[StepSeries], grouping: &[String], without: bool) -> (Vec<usize>, Vec<Labels>) {
@@ -14,11 +23,7 @@ fn group_series(series: &[StepSeries], grouping: &[String], without: bool) -> (V
     let mut groups = Vec::new();
     let mut of = Vec::with_capacity(series.len());
     for s in series {
-        let key = if without {
-            s.labels.drop_names(grouping)
-        } else {
-            s.labels.keep_only(grouping)
-        };
+        let key = group_key(&s.labels, grouping, without);
         let g = *index.entry(key.clone()).or_insert_with(|| {
             groups.push(key);
             groups.len() - 1
@@ -41,8 +46,15 @@ pub(crate) fn eval_aggregate(ctx: &Ctx<'_>, e: &Expr) -> Result<Val, QueryError>
     else {
         return Err(QueryError::Eval("not an aggregation".into()));
     };
-    let input = vector_arg(ctx, expr)?;
     let n = ctx.nsteps;
+    if matches!(
+        op,
+        AggOp::Sum | AggOp::Avg | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group | AggOp::Stddev | AggOp::Stdvar
+    ) && let Some(out) = super::stream::aggregate(ctx, *op, expr, grouping, *without)?
+    {
+        return Ok(Val::Vector(out));
+    }
+    let input = vector_arg(ctx, expr)?;
     match op {
         AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::Quantile => {
             let p = match param {
@@ -158,76 +170,155 @@ pub(crate) fn eval_aggregate(ctx: &Ctx<'_>, e: &Expr) -> Result<Val, QueryError>
         }
         _ => {
             let (of, groups) = group_series(&input, grouping, *without);
-            let g = groups.len();
-            // Per group and step: count, and op-specific accumulators.
-            let mut count = vec![0u32; g * n];
-            let mut acc = vec![0.0f64; g * n];
-            let mut aux = vec![0.0f64; g * n];
+            let mut acc = Acc::new(*op, groups.len(), n);
             for (s, series) in input.iter().enumerate() {
-                let base = of[s] * n;
-                for (step, &v) in series.vals.iter().enumerate() {
-                    if is_absent(v) {
-                        continue;
-                    }
-                    let k = base + step;
-                    count[k] += 1;
-                    let c = count[k] as f64;
-                    let a = &mut acc[k];
-                    match op {
-                        AggOp::Sum => *a += v,
-                        AggOp::Min if c == 1.0 || v < *a || a.is_nan() => *a = v,
-                        AggOp::Max if c == 1.0 || v > *a || a.is_nan() => *a = v,
-                        AggOp::Avg => {
-                            if c == 1.0 {
-                                *a = v;
-                            } else {
-                                if a.is_infinite() {
-                                    if v.is_infinite() && (*a > 0.0) == (v > 0.0) {
-                                        continue;
-                                    }
-                                    if !v.is_infinite() && !v.is_nan() {
-                                        continue;
-                                    }
-                                }
-                                *a += v / c - *a / c;
+                acc.add(of[s], &series.vals);
+            }
+            Ok(Val::Vector(acc.finish(groups)))
+        }
+    }
+}
+
+/// Accumulators of the simple aggregations, per group and step; mergeable, so that
+/// threads can aggregate disjoint sets of series and combine at the end.
+pub(crate) struct Acc {
+    op: AggOp,
+    n: usize,
+    count: Vec<u32>,
+    acc: Vec<f64>,
+    aux: Vec<f64>,
+}
+
+impl Acc {
+    pub(crate) fn new(op: AggOp, groups: usize, n: usize) -> Self {
+        let stats = matches!(op, AggOp::Stddev | AggOp::Stdvar);
+        Acc {
+            op,
+            n,
+            count: vec![0; groups * n],
+            acc: vec![0.0; groups * n],
+            aux: if stats { vec![0.0; groups * n] } else { vec![] },
+        }
+    }
+
+    /// Adds one series' per-step values to group `g`.
+    pub(crate) fn add(&mut self, g: usize, vals: &[f64]) {
+        let base = g * self.n;
+        for (step, &v) in vals.iter().enumerate() {
+            if is_absent(v) {
+                continue;
+            }
+            let k = base + step;
+            self.count[k] += 1;
+            let c = self.count[k] as f64;
+            let a = &mut self.acc[k];
+            match self.op {
+                AggOp::Sum => *a += v,
+                AggOp::Min if c == 1.0 || v < *a || a.is_nan() => *a = v,
+                AggOp::Max if c == 1.0 || v > *a || a.is_nan() => *a = v,
+                AggOp::Avg => {
+                    if c == 1.0 {
+                        *a = v;
+                    } else {
+                        // Prometheus' incremental mean, which keeps +/-Inf stable.
+                        if a.is_infinite() {
+                            if v.is_infinite() && (*a > 0.0) == (v > 0.0) {
+                                continue;
+                            }
+                            if !v.is_infinite() && !v.is_nan() {
+                                continue;
                             }
                         }
-                        AggOp::Stddev | AggOp::Stdvar => {
-                            let delta = v - *a;
-                            *a += delta / c;
-                            aux[k] += delta * (v - *a);
-                        }
-                        _ => {}
+                        *a += v / c - *a / c;
                     }
                 }
+                AggOp::Stddev | AggOp::Stdvar => {
+                    let delta = v - *a;
+                    *a += delta / c;
+                    self.aux[k] += delta * (v - *a);
+                }
+                _ => {}
             }
-            let out = groups
-                .into_iter()
-                .enumerate()
-                .map(|(gi, mut labels)| {
-                    if !*without && !grouping.iter().any(|l| l == METRIC_NAME) {
-                        labels.remove(METRIC_NAME);
-                    }
-                    let vals = (0..n)
-                        .map(|step| {
-                            let k = gi * n + step;
-                            if count[k] == 0 {
-                                return absent();
-                            }
-                            match op {
-                                AggOp::Count => count[k] as f64,
-                                AggOp::Group => 1.0,
-                                AggOp::Stdvar => aux[k] / count[k] as f64,
-                                AggOp::Stddev => (aux[k] / count[k] as f64).sqrt(),
-                                _ => acc[k],
-                            }
-                        })
-                        .collect();
-                    StepSeries { labels, vals }
-                })
-                .collect();
-            Ok(Val::Vector(out))
         }
+    }
+
+    /// Combines another accumulator over the same groups and steps into this one.
+    pub(crate) fn merge(&mut self, o: Acc) {
+        for k in 0..self.count.len() {
+            let (c1, c2) = (self.count[k] as f64, o.count[k] as f64);
+            if c2 == 0.0 {
+                continue;
+            }
+            if c1 == 0.0 {
+                self.count[k] = o.count[k];
+                self.acc[k] = o.acc[k];
+                if !self.aux.is_empty() {
+                    self.aux[k] = o.aux[k];
+                }
+                continue;
+            }
+            let (a, b) = (self.acc[k], o.acc[k]);
+            self.acc[k] = match self.op {
+                AggOp::Sum => a + b,
+                AggOp::Min => {
+                    if b < a || a.is_nan() {
+                        b
+                    } else {
+                        a
+                    }
+                }
+                AggOp::Max => {
+                    if b > a || a.is_nan() {
+                        b
+                    } else {
+                        a
+                    }
+                }
+                AggOp::Avg => {
+                    if a.is_infinite() || b.is_infinite() {
+                        a + b
+                    } else {
+                        a + (b - a) * c2 / (c1 + c2)
+                    }
+                }
+                AggOp::Stddev | AggOp::Stdvar => {
+                    let delta = b - a;
+                    let n = c1 + c2;
+                    self.aux[k] += o.aux[k] + delta * delta * c1 * c2 / n;
+                    a + delta * c2 / n
+                }
+                _ => a,
+            };
+            self.count[k] += o.count[k];
+        }
+    }
+
+    /// One output series per group.
+    pub(crate) fn finish(self, groups: Vec<Labels>) -> Vec<StepSeries> {
+        let n = self.n;
+        groups
+            .into_iter()
+            .enumerate()
+            .map(|(gi, labels)| {
+                let vals = (0..n)
+                    .map(|step| {
+                        let k = gi * n + step;
+                        let c = self.count[k];
+                        if c == 0 {
+                            return absent();
+                        }
+                        match self.op {
+                            AggOp::Count => c as f64,
+                            AggOp::Group => 1.0,
+                            AggOp::Stdvar => self.aux[k] / c as f64,
+                            AggOp::Stddev => (self.aux[k] / c as f64).sqrt(),
+                            _ => self.acc[k],
+                        }
+                    })
+                    .collect();
+                StepSeries { labels, vals }
+            })
+            .collect()
     }
 }
 

@@ -6,6 +6,7 @@ mod aggr;
 mod binop;
 mod funcs;
 mod rangefn;
+mod stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -490,12 +491,17 @@ impl<'e> Ctx<'e> {
         Ok(out)
     }
 
-    /// Runs `f` over the series, in parallel chunks when there are many.
-    pub fn map_series<T: Send, U: Send>(&self, items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
-        let threads = match self.opts().threads {
+    /// Worker threads for per-series work.
+    pub fn threads(&self) -> usize {
+        match self.opts().threads {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             n => n,
-        };
+        }
+    }
+
+    /// Runs `f` over the series, in parallel chunks when there are many.
+    pub fn map_series<T: Send, U: Send>(&self, items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
+        let threads = self.threads();
         if threads <= 1 || items.len() < 256 {
             return items.into_iter().map(f).collect();
         }

@@ -29,49 +29,61 @@ pub(crate) fn eval_range_fn(
     let MatrixVal { series, refs, range } = m;
     let eval_ts: Vec<i64> = (0..ctx.nsteps).map(|i| ctx.t(i)).collect();
     let keep_name = b == Builtin::LastOverTime;
-    let out = ctx.map_series(series, |s| {
-        let mut vals = Vec::with_capacity(refs.len());
-        let (mut lo, mut hi) = (0usize, 0usize);
-        let mut prev_ref = i64::MIN;
-        for (i, &r) in refs.iter().enumerate() {
-            let start = r - range;
-            if r < prev_ref {
-                lo = s.ts.partition_point(|&t| t < start);
-                hi = s.ts.partition_point(|&t| t <= r);
-            } else {
-                while lo < s.ts.len() && s.ts[lo] < start {
-                    lo += 1;
-                }
-                hi = hi.max(lo);
-                while hi < s.ts.len() && s.ts[hi] <= r {
-                    hi += 1;
-                }
-            }
-            prev_ref = r;
-            let w = Window {
-                ts: &s.ts[lo..hi],
-                vs: &s.vals[lo..hi],
-                start,
-                end: r,
-                range,
-            };
-            let v = if w.ts.is_empty() {
-                None
-            } else {
-                apply(b, &w, scalars, i, eval_ts[i])
-            };
-            vals.push(v.unwrap_or_else(absent));
-        }
-        StepSeries {
-            labels: if keep_name { s.labels } else { s.labels.without_name() },
-            vals,
-        }
+    let out = ctx.map_series(series, |s| StepSeries {
+        vals: series_steps(b, &s.ts, &s.vals, &refs, range, scalars, &eval_ts),
+        labels: if keep_name { s.labels } else { s.labels.without_name() },
     });
     let out: Vec<StepSeries> = out
         .into_iter()
         .filter(|s| s.vals.iter().any(|v| !super::is_absent(*v)))
         .collect();
     merge_same_labels(out)
+}
+
+/// Computes range function `b` of one series (samples sorted, stale markers removed) for
+/// every step: one forward pass with a sliding `[ref - range, ref]` window.
+pub(crate) fn series_steps(
+    b: Builtin,
+    ts: &[i64],
+    vs: &[f64],
+    refs: &[i64],
+    range: i64,
+    scalars: &[Vec<f64>],
+    eval_ts: &[i64],
+) -> Vec<f64> {
+    let mut vals = Vec::with_capacity(refs.len());
+    let (mut lo, mut hi) = (0usize, 0usize);
+    let mut prev_ref = i64::MIN;
+    for (i, &r) in refs.iter().enumerate() {
+        let start = r - range;
+        if r < prev_ref {
+            lo = ts.partition_point(|&t| t < start);
+            hi = ts.partition_point(|&t| t <= r);
+        } else {
+            while lo < ts.len() && ts[lo] < start {
+                lo += 1;
+            }
+            hi = hi.max(lo);
+            while hi < ts.len() && ts[hi] <= r {
+                hi += 1;
+            }
+        }
+        prev_ref = r;
+        let w = Window {
+            ts: &ts[lo..hi],
+            vs: &vs[lo..hi],
+            start,
+            end: r,
+            range,
+        };
+        let v = if w.ts.is_empty() {
+            None
+        } else {
+            apply(b, &w, scalars, i, eval_ts[i])
+        };
+        vals.push(v.unwrap_or_else(absent));
+    }
+    vals
 }
 
 /// The samples of one series inside one step's window `[start, end]`.
