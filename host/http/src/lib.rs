@@ -5,6 +5,7 @@
 //! behaviour (limits, metrics, error shape for unknown paths) wraps all of them.
 
 pub mod error;
+pub mod ingest_api;
 pub mod self_metrics;
 
 use std::future::Future;
