@@ -9,6 +9,7 @@ pub mod data;
 pub mod deleted;
 pub mod encoding;
 pub mod error;
+pub mod index;
 pub mod tsid;
 
 pub use deleted::{DeletedMetricIds, NoDeletedMetricIds};

@@ -1,0 +1,954 @@
+//! `IndexDb`: tables rotated per retention period, series creation, caches, searches.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use strata_mergeset::{Table, TableOptions};
+use xxhash_rust::xxh64::xxh64;
+
+use super::cache::TwoGenCache;
+use super::filters::{Compiled, compile};
+use super::keys::{
+    NS_DATE_TO_ID, NS_DELETED, NS_ID_TO_NAME, NS_ID_TO_TSID, be_u64, merge_tag_rows, name_to_tsid_prefix, tag_prefix,
+    tenant_prefix,
+};
+use super::metric_name::{CanonicalName, marshal_raw, put_tag_part};
+use super::search::{Searcher, ms_err};
+use super::uint64set::Uint64Set;
+use super::{IndexOptions, Label, MetricName, TagFilter, TsdbStatus};
+use crate::{DeletedMetricIds, Result, StorageError, Tenant, TimeRange, Tsid};
+
+const MS_PER_DAY: i64 = 86_400_000;
+/// Ranges spanning more days than this search the global index (FORMATS.md §4.2).
+const MAX_DAYS_FOR_PER_DAY_SEARCH: u64 = 40;
+/// With at most this many matching series, label names come from the series names.
+const MAX_IDS_FOR_DIRECT_LABELS: usize = 100_000;
+/// Where the metric id counter is persisted so it never goes backwards across restarts.
+const SEED_FILE: &str = "metric_id_seed";
+/// Rotation happens this long after a retention boundary (FORMATS.md §4.6: off-peak, issue 248).
+const ROTATION_OFFSET: Duration = Duration::from_secs(4 * 3600);
+/// Per-day seen-sets kept (today, yesterday and some backfill).
+const SEEN_DAYS: usize = 4;
+
+/// How long a created series stays in [`Recent`]: well beyond the 1 s after which mergeset
+/// makes pending items visible.
+const RECENT_GENERATION: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Recent {
+    curr: HashMap<u128, Tsid>,
+    prev: HashMap<u128, Tsid>,
+    started: Option<std::time::Instant>,
+}
+
+impl Recent {
+    fn get(&self, k: u128) -> Option<Tsid> {
+        self.curr.get(&k).or_else(|| self.prev.get(&k)).copied()
+    }
+
+    fn put(&mut self, k: u128, t: Tsid) {
+        let now = std::time::Instant::now();
+        if self.started.is_none_or(|s| now.duration_since(s) >= RECENT_GENERATION) {
+            self.prev = std::mem::take(&mut self.curr);
+            self.started = Some(now);
+        }
+        self.curr.insert(k, t);
+    }
+}
+
+fn hash128(b: &[u8]) -> u128 {
+    (u128::from(xxh64(b, 0)) << 64) | u128::from(xxh64(b, 0x9E37_79B9_7F4A_7C15))
+}
+
+/// The set of deleted metric ids, shared with the data side.
+#[derive(Default)]
+struct DeletedSet(RwLock<Uint64Set>);
+
+impl DeletedMetricIds for DeletedSet {
+    fn contains(&self, metric_id: u64) -> bool {
+        self.0.read().contains(metric_id)
+    }
+}
+
+/// One retention period's index table.
+struct IdxTable {
+    /// The table name parsed as a number; cache entries remember it.
+    generation: u64,
+    path: PathBuf,
+    table: Option<Table>,
+    /// Set when rotated out: the directory is removed once the last search lets go.
+    remove_on_drop: std::sync::atomic::AtomicBool,
+}
+
+impl IdxTable {
+    fn open(dir: &Path, generation: u64, cache_bytes: usize) -> Result<IdxTable> {
+        let path = dir.join(format!("{generation:016X}"));
+        let opts = TableOptions {
+            block_cache_bytes: cache_bytes,
+            prepare_block: Some(Arc::new(merge_tag_rows)),
+            ..TableOptions::default()
+        };
+        let table = Table::open(&path, opts).map_err(ms_err)?;
+        Ok(IdxTable {
+            generation,
+            path,
+            table: Some(table),
+            remove_on_drop: false.into(),
+        })
+    }
+
+    fn t(&self) -> &Table {
+        // Only `Drop` takes the table out.
+        self.table
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("table used after drop"))
+    }
+
+    fn searcher(&self, tenant: Tenant, visible_only: bool) -> Searcher {
+        let ts = if visible_only {
+            self.t().search_visible()
+        } else {
+            self.t().search()
+        };
+        Searcher {
+            ts,
+            tenant,
+            path: self.path.clone(),
+        }
+    }
+}
+
+impl Drop for IdxTable {
+    fn drop(&mut self) {
+        drop(self.table.take());
+        if self.remove_on_drop.load(Ordering::Relaxed)
+            && let Err(e) = strata_fsutil::remove_dir_all_durable(&self.path)
+        {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot remove a rotated-out index table");
+        }
+    }
+}
+
+struct Tables {
+    curr: Arc<IdxTable>,
+    prev: Option<Arc<IdxTable>>,
+}
+
+impl Tables {
+    fn all(&self) -> Vec<Arc<IdxTable>> {
+        let mut v = vec![self.curr.clone()];
+        v.extend(self.prev.clone());
+        v
+    }
+}
+
+struct Inner {
+    dir: PathBuf,
+    opts: IndexOptions,
+    tables: RwLock<Tables>,
+    next_metric_id: AtomicU64,
+    /// 128-bit hash of the raw name → (TSID, table generation it is registered in).
+    name_cache: TwoGenCache<u128, (Tsid, u64)>,
+    id_cache: TwoGenCache<u64, Tsid>,
+    /// date → ids whose per-day entries exist in the current table.
+    seen: Mutex<HashMap<u64, Uint64Set>>,
+    deleted: Arc<DeletedSet>,
+    /// Serialises series creation so one name never gets two ids.
+    create_lock: Mutex<()>,
+    /// Series created in the last few seconds by canonical-name hash: their index items may
+    /// still be pending (not yet visible to lookups), and the same series can arrive with its
+    /// labels in another order (a different raw form, so a name-cache miss).
+    recent: Mutex<Recent>,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// The index of one data directory. `Send + Sync`.
+pub struct IndexDb {
+    inner: Arc<Inner>,
+    rotator: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn io<'a>(op: &'static str, p: &'a Path) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
+    move |e| StorageError::io(op, p, e)
+}
+
+fn day_of(ms: i64) -> u64 {
+    ms.max(0).div_euclid(MS_PER_DAY) as u64
+}
+
+impl IndexDb {
+    /// Opens (or creates) the index in `dir` (`<data>/indexdb`).
+    pub fn open(dir: &Path, opts: IndexOptions) -> Result<IndexDb> {
+        strata_fsutil::create_dir_all_durable(dir).map_err(io("cannot create", dir))?;
+        let mut gens = Vec::new();
+        for e in std::fs::read_dir(dir).map_err(io("cannot list", dir))? {
+            let e = e.map_err(io("cannot list", dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir()
+                && name.len() == 16
+                && let Ok(g) = u64::from_str_radix(&name, 16)
+            {
+                gens.push(g);
+            }
+        }
+        gens.sort_unstable();
+        while gens.len() > 2 {
+            let g = gens.remove(0);
+            let p = dir.join(format!("{g:016X}"));
+            tracing::info!(path = %p.display(), "removing an index table older than the previous period");
+            strata_fsutil::remove_dir_all_durable(&p).map_err(io("cannot remove", &p))?;
+        }
+        let table_cache = opts.cache_bytes / 8;
+        if gens.is_empty() {
+            gens.push(now_nanos());
+        }
+        let curr = Arc::new(IdxTable::open(dir, gens[gens.len() - 1], table_cache)?);
+        let prev = if gens.len() == 2 {
+            Some(Arc::new(IdxTable::open(dir, gens[0], table_cache)?))
+        } else {
+            None
+        };
+        let seed_path = dir.join(SEED_FILE);
+        let seed = std::fs::read_to_string(&seed_path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let tables = Tables { curr, prev };
+        let deleted = Arc::new(DeletedSet::default());
+        for t in tables.all() {
+            let mut ts = t.t().search();
+            let mut set = deleted.0.write();
+            ts.for_each_with_prefix(&[NS_DELETED], |it| {
+                if let Some(id) = be_u64(&it[1..]) {
+                    set.add(id);
+                }
+                true
+            })
+            .map_err(ms_err)?;
+        }
+        let name_entries = (opts.cache_bytes / 10 * 6 / 96).max(1024);
+        let id_entries = (opts.cache_bytes / 10 * 2 / 64).max(1024);
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            next_metric_id: AtomicU64::new(now_nanos().max(seed)),
+            name_cache: TwoGenCache::new(name_entries),
+            id_cache: TwoGenCache::new(id_entries),
+            opts,
+            tables: RwLock::new(tables),
+            seen: Mutex::new(HashMap::new()),
+            deleted,
+            create_lock: Mutex::new(()),
+            recent: Mutex::new(Recent::default()),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        inner.write_seed()?;
+        let w = inner.clone();
+        let rotator = std::thread::Builder::new()
+            .name("indexdb-rotate".into())
+            .spawn(move || w.rotation_loop())
+            .map_err(io("cannot start the rotation thread", dir))?;
+        Ok(IndexDb {
+            inner,
+            rotator: Mutex::new(Some(rotator)),
+        })
+    }
+
+    /// The TSID of a series, creating it (and all its index entries) when new. A known series
+    /// is a cache hit; per-day entries are written once per series per day.
+    pub fn get_or_create_tsid(&self, tenant: Tenant, labels: &[Label<'_>], timestamp_ms: i64) -> Result<Tsid> {
+        self.inner.get_or_create_tsid(tenant, labels, timestamp_ms)
+    }
+
+    /// TSIDs of the series matching `filters` with index entries in `tr`, sorted. Fails with
+    /// `TooManySeries` above `max_series`.
+    pub fn search_tsids(
+        &self,
+        tenant: Tenant,
+        filters: &[TagFilter],
+        tr: TimeRange,
+        max_series: usize,
+    ) -> Result<Vec<Tsid>> {
+        let ids = self.inner.search_ids(tenant, filters, tr, max_series)?;
+        let tables = self.inner.tables.read().all();
+        let mut out = Vec::with_capacity(ids.len());
+        let mut searchers: Vec<Searcher> = tables.iter().map(|t| t.searcher(tenant, false)).collect();
+        for id in ids.to_vec() {
+            if let Some(t) = self.inner.id_cache.get(&id, id) {
+                out.push(t);
+                continue;
+            }
+            for s in &mut searchers {
+                if let Some(t) = s.tsid_of(id)? {
+                    self.inner.id_cache.put(id, id, t);
+                    out.push(t);
+                    break;
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Names of the series matching `filters` in `tr`, sorted.
+    pub fn search_metric_names(
+        &self,
+        tenant: Tenant,
+        filters: &[TagFilter],
+        tr: TimeRange,
+        max_series: usize,
+    ) -> Result<Vec<MetricName>> {
+        let ids = self.inner.search_ids(tenant, filters, tr, max_series)?;
+        let mut out = self
+            .inner
+            .names_of(tenant, &ids)?
+            .into_iter()
+            .map(|c| c.to_metric_name())
+            .collect::<Vec<_>>();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The name of a series, `None` if the index does not know it (or it was deleted).
+    pub fn metric_name(&self, tsid: &Tsid) -> Result<Option<MetricName>> {
+        if self.inner.deleted.contains(tsid.metric_id) {
+            return Ok(None);
+        }
+        for t in self.inner.tables.read().all() {
+            if let Some(cn) = t.searcher(tsid.tenant, false).name_of(tsid.metric_id)? {
+                return Ok(Some(cn.to_metric_name()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Label names of the series matching `filters` in `tr` (all series without filters),
+    /// sorted; at most `limit` (0: no limit).
+    pub fn label_names(
+        &self,
+        tenant: Tenant,
+        filters: &[TagFilter],
+        tr: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.inner.label_names(tenant, filters, tr, limit)
+    }
+
+    /// Values of label `name` among the series matching `filters` in `tr`, sorted; at most
+    /// `limit` (0: no limit).
+    pub fn label_values(
+        &self,
+        tenant: Tenant,
+        name: &str,
+        filters: &[TagFilter],
+        tr: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.inner.label_values(tenant, name, filters, tr, limit)
+    }
+
+    /// Series with index entries in `tr`.
+    pub fn series_count(&self, tenant: Tenant, tr: TimeRange) -> Result<u64> {
+        Ok(self.inner.search_ids(tenant, &[], tr, usize::MAX)?.len() as u64)
+    }
+
+    /// Cardinality statistics of the day holding `date_ms` (VictoriaMetrics' `/api/v1/status/tsdb`).
+    pub fn tsdb_status(
+        &self,
+        tenant: Tenant,
+        date_ms: i64,
+        focus_label: Option<&str>,
+        top_n: usize,
+    ) -> Result<TsdbStatus> {
+        self.inner.tsdb_status(tenant, day_of(date_ms), focus_label, top_n)
+    }
+
+    /// Deletes every series matching `filters` (whole time range); they vanish from searches
+    /// at once and re-ingested names get new ids. Returns how many series were deleted.
+    pub fn delete_series(&self, tenant: Tenant, filters: &[TagFilter]) -> Result<u64> {
+        self.inner.delete_series(tenant, filters)
+    }
+
+    /// The deleted-series set for the data side's merges.
+    pub fn deleted_metric_ids(&self) -> Arc<dyn DeletedMetricIds> {
+        self.inner.deleted.clone()
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+
+    /// Starts a new table now: the current one becomes the previous, the previous is dropped.
+    /// Runs on its own every retention period; public for tools and tests.
+    pub fn rotate(&self) -> Result<()> {
+        self.inner.rotate()
+    }
+
+    /// Hard-links the index into `dst` (flushes first).
+    pub fn snapshot(&self, dst: &Path) -> Result<()> {
+        self.inner.flush()?;
+        strata_fsutil::create_dir_all_durable(dst).map_err(io("cannot create", dst))?;
+        for t in self.inner.tables.read().all() {
+            let name = t.path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            t.t().snapshot(&dst.join(name)).map_err(ms_err)?;
+        }
+        let seed = self.inner.next_metric_id.load(Ordering::Relaxed).to_string();
+        let p = dst.join(SEED_FILE);
+        strata_fsutil::atomic_write(&p, seed.as_bytes()).map_err(io("cannot write", &p))
+    }
+
+    /// Stops background work and flushes.
+    pub fn close(self) -> Result<()> {
+        self.stop_rotator();
+        self.inner.flush()
+    }
+
+    fn stop_rotator(&self) {
+        *self.inner.stop.lock() = true;
+        self.inner.wake.notify_all();
+        if let Some(h) = self.rotator.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for IndexDb {
+    fn drop(&mut self) {
+        self.stop_rotator();
+    }
+}
+
+impl Inner {
+    fn write_seed(&self) -> Result<()> {
+        let p = self.dir.join(SEED_FILE);
+        let v = self.next_metric_id.load(Ordering::Relaxed).to_string();
+        strata_fsutil::atomic_write(&p, v.as_bytes()).map_err(io("cannot write", &p))
+    }
+
+    fn flush(&self) -> Result<()> {
+        for t in self.tables.read().all() {
+            t.t().flush().map_err(ms_err)?;
+        }
+        self.write_seed()
+    }
+
+    fn get_or_create_tsid(&self, tenant: Tenant, labels: &[Label<'_>], ts: i64) -> Result<Tsid> {
+        let mut raw = Vec::with_capacity(160);
+        marshal_raw(&mut raw, tenant, labels)?;
+        let key = hash128(&raw);
+        let h1 = (key >> 64) as u64;
+        let date = day_of(ts);
+        let curr = self.tables.read().curr.clone();
+        if let Some((tsid, generation)) = self.name_cache.get(&key, h1)
+            && !self.deleted.contains(tsid.metric_id)
+        {
+            if generation == curr.generation {
+                self.ensure_per_day(&curr, tsid, date, None, labels, false)?;
+                return Ok(tsid);
+            }
+            // Known from the previous table: register it in the current one, same TSID.
+            let cn = CanonicalName::from_labels(tenant, labels)?;
+            self.register_global(&curr, &cn, tsid);
+            self.name_cache.put(key, h1, (tsid, curr.generation));
+            self.ensure_per_day(&curr, tsid, date, Some(&cn), labels, false)?;
+            return Ok(tsid);
+        }
+        let cn = CanonicalName::from_labels(tenant, labels)?;
+        let mut mn = Vec::with_capacity(raw.len() + 16);
+        cn.marshal(&mut mn);
+        let guard = self.create_lock.lock();
+        let curr = self.tables.read().curr.clone();
+        if let Some((tsid, generation)) = self.name_cache.get(&key, h1)
+            && generation == curr.generation
+            && !self.deleted.contains(tsid.metric_id)
+        {
+            drop(guard);
+            self.ensure_per_day(&curr, tsid, date, Some(&cn), labels, false)?;
+            return Ok(tsid);
+        }
+        let prev = self.tables.read().prev.clone();
+        let mn_key = hash128(&mn);
+        let recent = self
+            .recent
+            .lock()
+            .get(mn_key)
+            .filter(|t| !self.deleted.contains(t.metric_id));
+        let (tsid, is_new) = if let Some(t) = recent {
+            (t, false)
+        } else if let Some(t) = self.lookup_name(&curr, tenant, &mn)? {
+            (t, false)
+        } else if let Some(t) = match &prev {
+            Some(p) => self.lookup_name(p, tenant, &mn)?,
+            None => None,
+        } {
+            self.register_global(&curr, &cn, t);
+            (t, false)
+        } else {
+            let t = cn.tsid(self.next_metric_id.fetch_add(1, Ordering::Relaxed));
+            self.register_global(&curr, &cn, t);
+            self.recent.lock().put(mn_key, t);
+            metrics::counter!("strata_index_new_series_total").increment(1);
+            (t, true)
+        };
+        self.name_cache.put(key, h1, (tsid, curr.generation));
+        drop(guard);
+        self.ensure_per_day(&curr, tsid, date, Some(&cn), labels, is_new)?;
+        Ok(tsid)
+    }
+
+    /// A live TSID registered under this canonical name in `t`.
+    fn lookup_name(&self, t: &IdxTable, tenant: Tenant, mn: &[u8]) -> Result<Option<Tsid>> {
+        let p = name_to_tsid_prefix(mn);
+        let mut s = t.searcher(tenant, true);
+        let mut found = None;
+        s.ts.for_each_with_prefix(&p, |it| match Tsid::unmarshal(&it[p.len()..]) {
+            Some((tsid, _)) if !self.deleted.contains(tsid.metric_id) => {
+                found = Some(tsid);
+                false
+            }
+            _ => true,
+        })
+        .map_err(ms_err)?;
+        Ok(found)
+    }
+
+    /// Writes the global entries of a series into `t`.
+    fn register_global(&self, t: &IdxTable, cn: &CanonicalName, tsid: Tsid) {
+        let mut mn = Vec::with_capacity(128);
+        cn.marshal(&mut mn);
+        let id = tsid.metric_id.to_be_bytes();
+        let mut tsid_b = Vec::with_capacity(32);
+        tsid.marshal(&mut tsid_b);
+        let mut items: Vec<Vec<u8>> = Vec::with_capacity(cn.tags.len() + 5);
+        let mut a = name_to_tsid_prefix(&mn);
+        a.extend_from_slice(&tsid_b);
+        items.push(a);
+        tag_items(&mut items, cn, None, &id);
+        let mut b = tenant_prefix(NS_ID_TO_TSID, cn.tenant);
+        b.extend_from_slice(&id);
+        b.extend_from_slice(&tsid_b);
+        items.push(b);
+        let mut c = tenant_prefix(NS_ID_TO_NAME, cn.tenant);
+        c.extend_from_slice(&id);
+        c.extend_from_slice(&mn);
+        items.push(c);
+        t.t().add_items(items.iter().map(|v| v.as_slice()));
+    }
+
+    /// Writes per-day entries for (date, series) unless already done.
+    fn ensure_per_day(
+        &self,
+        t: &IdxTable,
+        tsid: Tsid,
+        date: u64,
+        cn: Option<&CanonicalName>,
+        labels: &[Label<'_>],
+        is_new: bool,
+    ) -> Result<()> {
+        let id = tsid.metric_id;
+        if self.seen.lock().get(&date).is_some_and(|s| s.contains(id)) {
+            return Ok(());
+        }
+        let mut k = tenant_prefix(NS_DATE_TO_ID, tsid.tenant);
+        k.extend_from_slice(&date.to_be_bytes());
+        k.extend_from_slice(&id.to_be_bytes());
+        let exists = !is_new && t.searcher(tsid.tenant, true).ts.contains(&k).map_err(ms_err)?;
+        if !exists {
+            let owned;
+            let cn = match cn {
+                Some(c) => c,
+                None => {
+                    owned = CanonicalName::from_labels(tsid.tenant, labels)?;
+                    &owned
+                }
+            };
+            let mut items = vec![k];
+            tag_items(&mut items, cn, Some(date), &id.to_be_bytes());
+            t.t().add_items(items.iter().map(|v| v.as_slice()));
+        }
+        let mut seen = self.seen.lock();
+        seen.entry(date).or_default().add(id);
+        if seen.len() > SEEN_DAYS
+            && let Some(&oldest) = seen.keys().min()
+        {
+            seen.remove(&oldest);
+        }
+        Ok(())
+    }
+
+    fn search_ids(&self, tenant: Tenant, filters: &[TagFilter], tr: TimeRange, max: usize) -> Result<Uint64Set> {
+        let compiled = filters.iter().map(compile).collect::<Result<Vec<_>>>()?;
+        let mut ids = self.eval_all(tenant, &compiled, tr)?;
+        ids.subtract(&self.deleted.0.read());
+        if ids.len() > max {
+            return Err(StorageError::TooManySeries { limit: max });
+        }
+        Ok(ids)
+    }
+
+    /// The dates to search for `tr`: one per day, or `[None]` (the global index).
+    fn dates(tr: TimeRange) -> Vec<Option<u64>> {
+        if tr.max < tr.min || tr.max < 0 {
+            return Vec::new();
+        }
+        let (a, b) = (day_of(tr.min), day_of(tr.max));
+        if b - a + 1 > MAX_DAYS_FOR_PER_DAY_SEARCH {
+            vec![None]
+        } else {
+            (a..=b).map(Some).collect()
+        }
+    }
+
+    fn eval_all(&self, tenant: Tenant, filters: &[Compiled], tr: TimeRange) -> Result<Uint64Set> {
+        let mut out = Uint64Set::new();
+        for t in self.tables.read().all() {
+            let mut s = t.searcher(tenant, false);
+            for d in Self::dates(tr) {
+                out.union_with(&s.eval(d, filters)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn names_of(&self, tenant: Tenant, ids: &Uint64Set) -> Result<Vec<CanonicalName>> {
+        let mut searchers: Vec<Searcher> = self
+            .tables
+            .read()
+            .all()
+            .iter()
+            .map(|t| t.searcher(tenant, false))
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids.to_vec() {
+            for s in &mut searchers {
+                if let Some(cn) = s.name_of(id)? {
+                    out.push(cn);
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn label_names(&self, tenant: Tenant, filters: &[TagFilter], tr: TimeRange, limit: usize) -> Result<Vec<String>> {
+        let compiled = filters.iter().map(compile).collect::<Result<Vec<_>>>()?;
+        let trivial = compiled.iter().all(|c| c.matches_everything());
+        let ids = if trivial {
+            None
+        } else {
+            Some(self.search_ids(tenant, filters, tr, usize::MAX)?)
+        };
+        let mut names = BTreeSet::new();
+        if let Some(ids) = ids.as_ref().filter(|i| i.len() <= MAX_IDS_FOR_DIRECT_LABELS) {
+            for cn in self.names_of(tenant, ids)? {
+                if !cn.name.is_empty() {
+                    names.insert("__name__".to_string());
+                }
+                names.extend(cn.tags.into_iter().map(|t| t.0));
+            }
+        } else {
+            let deleted = self.deleted.0.read().clone();
+            for t in self.tables.read().all() {
+                let mut s = t.searcher(tenant, false);
+                for d in Self::dates(tr) {
+                    scan_keys(&mut s, d, ids.as_ref(), &deleted, &mut |k| {
+                        names.insert(if k.is_empty() { "__name__".to_string() } else { k });
+                    })?;
+                }
+            }
+        }
+        Ok(truncate(names, limit))
+    }
+
+    fn label_values(
+        &self,
+        tenant: Tenant,
+        name: &str,
+        filters: &[TagFilter],
+        tr: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let key = if name == "__name__" { "" } else { name };
+        let compiled = filters.iter().map(compile).collect::<Result<Vec<_>>>()?;
+        let trivial = compiled.iter().all(|c| c.matches_everything());
+        let ids = if trivial {
+            None
+        } else {
+            Some(self.search_ids(tenant, filters, tr, usize::MAX)?)
+        };
+        let mut values = BTreeSet::new();
+        let deleted = self.deleted.0.read().clone();
+        for t in self.tables.read().all() {
+            let mut s = t.searcher(tenant, false);
+            for d in Self::dates(tr) {
+                scan_values(&mut s, d, key, ids.as_ref(), &deleted, &mut |v| {
+                    values.insert(v);
+                })?;
+            }
+        }
+        Ok(truncate(values, limit))
+    }
+
+    fn tsdb_status(&self, tenant: Tenant, date: u64, focus: Option<&str>, top_n: usize) -> Result<TsdbStatus> {
+        let deleted = self.deleted.0.read().clone();
+        let mut total = Uint64Set::new();
+        // Per key: ids already counted (a series has one value per key, so this de-duplicates
+        // rows repeated across tables or not yet merged).
+        let mut per_key: HashMap<String, Uint64Set> = HashMap::new();
+        let mut pairs: HashMap<(String, String), u64> = HashMap::new();
+        for t in self.tables.read().all() {
+            let mut s = t.searcher(tenant, false);
+            total.union_with(&s.universe(Some(date))?);
+            let p = tag_prefix(tenant, Some(date));
+            let mut bad = false;
+            s.ts.for_each_with_prefix(&p, |it| {
+                let Some((k, v, ids)) = super::keys::parse_tag_row(&it[p.len()..]) else {
+                    bad = true;
+                    return false;
+                };
+                let text = |b: &[u8]| super::metric_name::unescape(b).map(|x| String::from_utf8_lossy(&x).into_owned());
+                let (Some(k), Some(v)) = (text(k), text(v)) else {
+                    bad = true;
+                    return false;
+                };
+                let k = if k.is_empty() { "__name__".to_string() } else { k };
+                let set = per_key.entry(k.clone()).or_default();
+                let mut n = 0;
+                for id in super::keys::ids_of(ids) {
+                    if !deleted.contains(id) && set.add(id) {
+                        n += 1;
+                    }
+                }
+                if n > 0 {
+                    *pairs.entry((k, v)).or_default() += n;
+                }
+                true
+            })
+            .map_err(ms_err)?;
+            if bad {
+                return Err(StorageError::corrupt(&t.path, "malformed per-day tag item"));
+            }
+        }
+        total.subtract(&deleted);
+        let top = |mut v: Vec<(String, u64)>| {
+            v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            v.truncate(top_n);
+            v.into_iter()
+                .map(|(name, value)| super::TopEntry { name, value })
+                .collect::<Vec<_>>()
+        };
+        let mut values_per_key: HashMap<&str, u64> = HashMap::new();
+        for (k, _) in pairs.keys() {
+            *values_per_key.entry(k.as_str()).or_default() += 1;
+        }
+        Ok(TsdbStatus {
+            total_series: total.len() as u64,
+            total_label_value_pairs: pairs.values().sum(),
+            series_count_by_metric_name: top(pairs
+                .iter()
+                .filter(|((k, _), _)| k == "__name__")
+                .map(|((_, v), n)| (v.clone(), *n))
+                .collect()),
+            series_count_by_label_name: top(per_key.iter().map(|(k, s)| (k.clone(), s.len() as u64)).collect()),
+            series_count_by_focus_label_value: match focus {
+                Some(f) => top(pairs
+                    .iter()
+                    .filter(|((k, _), _)| k == f)
+                    .map(|((_, v), n)| (v.clone(), *n))
+                    .collect()),
+                None => Vec::new(),
+            },
+            series_count_by_label_value_pair: top(pairs.iter().map(|((k, v), n)| (format!("{k}={v}"), *n)).collect()),
+            label_value_count_by_label_name: top(values_per_key.into_iter().map(|(k, n)| (k.to_string(), n)).collect()),
+        })
+    }
+
+    fn delete_series(&self, tenant: Tenant, filters: &[TagFilter]) -> Result<u64> {
+        let compiled = filters.iter().map(compile).collect::<Result<Vec<_>>>()?;
+        let mut ids = Uint64Set::new();
+        let tables = self.tables.read().all();
+        for t in &tables {
+            ids.union_with(&t.searcher(tenant, false).eval(None, &compiled)?);
+        }
+        ids.subtract(&self.deleted.0.read());
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // Memory first (invisible at once), then the durable record (FORMATS.md §1.12).
+        self.deleted.0.write().union_with(&ids);
+        let items: Vec<[u8; 9]> = ids
+            .to_vec()
+            .into_iter()
+            .map(|id| {
+                let mut k = [NS_DELETED; 9];
+                k[1..].copy_from_slice(&id.to_be_bytes());
+                k
+            })
+            .collect();
+        tables[0].t().add_items(items.iter().map(|k| k.as_slice()));
+        tables[0].t().flush().map_err(ms_err)?;
+        metrics::counter!("strata_index_deleted_series_total").increment(ids.len() as u64);
+        Ok(ids.len() as u64)
+    }
+
+    fn rotate(&self) -> Result<()> {
+        let _g = self.create_lock.lock();
+        let curr_gen = self.tables.read().curr.generation;
+        let generation = now_nanos().max(curr_gen + 1);
+        let new = Arc::new(IdxTable::open(&self.dir, generation, self.opts.cache_bytes / 8)?);
+        let old = {
+            let mut t = self.tables.write();
+            let old = t.prev.take();
+            t.prev = Some(std::mem::replace(&mut t.curr, new));
+            old
+        };
+        self.seen.lock().clear();
+        *self.recent.lock() = Recent::default();
+        if let Some(old) = old {
+            old.remove_on_drop.store(true, Ordering::Relaxed);
+        }
+        tracing::info!(table = format!("{generation:016X}"), "index table rotated");
+        Ok(())
+    }
+
+    fn rotation_loop(self: Arc<Self>) {
+        let period = self.opts.retention.max(Duration::from_secs(86400)).as_secs();
+        let next_deadline = || {
+            let now = now_nanos() / 1_000_000_000;
+            let base = now - now % period + ROTATION_OFFSET.as_secs();
+            if base > now { base } else { base + period }
+        };
+        let mut deadline = next_deadline();
+        loop {
+            let now = now_nanos() / 1_000_000_000;
+            let wait = Duration::from_secs(deadline.saturating_sub(now).clamp(1, 3600));
+            {
+                let mut stop = self.stop.lock();
+                if !*stop {
+                    self.wake.wait_for(&mut stop, wait);
+                }
+                if *stop {
+                    return;
+                }
+            }
+            if now_nanos() / 1_000_000_000 >= deadline {
+                if let Err(e) = self.rotate() {
+                    tracing::error!(error = %e, "index rotation failed; retrying in a minute");
+                    deadline = now_nanos() / 1_000_000_000 + 60;
+                    continue;
+                }
+                deadline = next_deadline();
+            }
+        }
+    }
+}
+
+/// Inverted-index items for the name and every label of `cn` (global or for `date`).
+fn tag_items(items: &mut Vec<Vec<u8>>, cn: &CanonicalName, date: Option<u64>, id: &[u8; 8]) {
+    let base = tag_prefix(cn.tenant, date);
+    let mut push = |k: &str, v: &str| {
+        let mut it = Vec::with_capacity(base.len() + k.len() + v.len() + 10);
+        it.extend_from_slice(&base);
+        put_tag_part(&mut it, k.as_bytes());
+        put_tag_part(&mut it, v.as_bytes());
+        it.extend_from_slice(id);
+        items.push(it);
+    };
+    if !cn.name.is_empty() {
+        push("", &cn.name);
+    }
+    for (k, v) in &cn.tags {
+        push(k, v);
+    }
+}
+
+fn truncate(set: BTreeSet<String>, limit: usize) -> Vec<String> {
+    let n = if limit == 0 { usize::MAX } else { limit };
+    set.into_iter().take(n).collect()
+}
+
+/// Calls `f` with every label key ("" for the metric name) in the inverted index, skipping
+/// from key to key by seeks; with `ids`, only keys some of those series have.
+fn scan_keys(
+    s: &mut Searcher,
+    date: Option<u64>,
+    ids: Option<&Uint64Set>,
+    deleted: &Uint64Set,
+    f: &mut dyn FnMut(String),
+) -> Result<()> {
+    let p = tag_prefix(s.tenant, date);
+    s.ts.seek(&p).map_err(ms_err)?;
+    while let Some(it) = s.ts.item() {
+        if !it.starts_with(&p) {
+            break;
+        }
+        let (k, _, row_ids) = super::keys::parse_tag_row(&it[p.len()..])
+            .ok_or_else(|| StorageError::corrupt(&s.path, "malformed tag item"))?;
+        let hit =
+            super::keys::ids_of(row_ids).any(|id| ids.is_none_or(|set| set.contains(id)) && !deleted.contains(id));
+        if !hit {
+            s.ts.advance().map_err(ms_err)?;
+            continue;
+        }
+        let key = super::metric_name::unescape(k)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let mut next = it[..p.len() + k.len()].to_vec();
+        next.push(2);
+        f(key);
+        s.ts.seek(&next).map_err(ms_err)?;
+    }
+    Ok(())
+}
+
+/// Calls `f` with every value of `key`, skipping from value to value by seeks; with `ids`,
+/// only values some of those series have.
+fn scan_values(
+    s: &mut Searcher,
+    date: Option<u64>,
+    key: &str,
+    ids: Option<&Uint64Set>,
+    deleted: &Uint64Set,
+    f: &mut dyn FnMut(String),
+) -> Result<()> {
+    let mut p = tag_prefix(s.tenant, date);
+    let fixed = p.len();
+    put_tag_part(&mut p, key.as_bytes());
+    s.ts.seek(&p).map_err(ms_err)?;
+    while let Some(it) = s.ts.item() {
+        if !it.starts_with(&p) {
+            break;
+        }
+        let (k, v, row_ids) = super::keys::parse_tag_row(&it[fixed..])
+            .ok_or_else(|| StorageError::corrupt(&s.path, "malformed tag item"))?;
+        let hit =
+            super::keys::ids_of(row_ids).any(|id| ids.is_none_or(|set| set.contains(id)) && !deleted.contains(id));
+        if !hit {
+            s.ts.advance().map_err(ms_err)?;
+            continue;
+        }
+        let val = super::metric_name::unescape(v)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let mut next = it[..fixed + k.len() + v.len() + 2].to_vec();
+        if let Some(last) = next.last_mut() {
+            *last = 2;
+        }
+        f(val);
+        s.ts.seek(&next).map_err(ms_err)?;
+    }
+    Ok(())
+}
