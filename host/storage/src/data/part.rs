@@ -35,6 +35,20 @@ pub const VALUES_FILE: &str = "values.bin";
 pub const PART_FILES: [&str; 5] = [METADATA_FILE, INDEX_FILE, METAINDEX_FILE, TIMESTAMPS_FILE, VALUES_FILE];
 
 const METAINDEX_ROW_SIZE: usize = TSID_SIZE + 4 + 8 + 8 + 8 + 4;
+/// Distinct timestamp blocks remembered by a writer (about 5 MiB) before it starts over.
+const MAX_SEEN_TS: usize = 100_000;
+
+#[derive(Hash, PartialEq, Eq)]
+struct TsKey {
+    h1: u64,
+    h2: u64,
+    len: u32,
+    mt: u8,
+    min: i64,
+    max: i64,
+    rows: u32,
+}
+
 /// Decoded index blocks kept per part before the cache is emptied.
 const INDEX_CACHE_ENTRIES: usize = 256;
 
@@ -179,7 +193,9 @@ pub struct PartWriter {
     cur_row: Option<MetaindexRow>,
     metaindex: Vec<u8>,
     last_tsid: Option<(Tsid, i64)>,
-    prev_ts: Option<(Vec<u8>, BlockHeader)>,
+    /// Timestamp blocks already written, by content: series scraped from one target share
+    /// timestamps, and their blocks need not be adjacent.
+    seen_ts: HashMap<TsKey, (u64, u32)>,
     tb: Vec<u8>,
     vb: Vec<u8>,
 }
@@ -224,7 +240,7 @@ impl PartWriter {
             cur_row: None,
             metaindex: Vec::new(),
             last_tsid: None,
-            prev_ts: None,
+            seen_ts: HashMap::new(),
             tb: Vec::new(),
             vb: Vec::new(),
         }
@@ -253,24 +269,28 @@ impl PartWriter {
         self.vb.clear();
         let mut h = block::encode_block(tsid, ts, values, &mut self.tb, &mut self.vb)?;
         self.last_tsid = Some((*tsid, h.min_timestamp));
-        // Series scraped together share timestamps: point at the previous copy.
-        let reuse = match &self.prev_ts {
-            Some((bytes, p)) => {
-                p.timestamps_marshal_type == h.timestamps_marshal_type
-                    && p.min_timestamp == h.min_timestamp
-                    && p.max_timestamp == h.max_timestamp
-                    && p.rows_count == h.rows_count
-                    && *bytes == self.tb
-            }
-            None => false,
+        // Series scraped together share timestamps: point at the earlier copy. The key is two
+        // independent 64-bit hashes plus the header fields, so a false match is not a concern.
+        let key = TsKey {
+            h1: xxhash_rust::xxh64::xxh64(&self.tb, 0),
+            h2: xxhash_rust::xxh64::xxh64(&self.tb, 0x9e37_79b9_7f4a_7c15),
+            len: self.tb.len() as u32,
+            mt: h.timestamps_marshal_type as u8,
+            min: h.min_timestamp,
+            max: h.max_timestamp,
+            rows: h.rows_count,
         };
-        if reuse && let Some((_, p)) = &self.prev_ts {
-            h.timestamps_offset = p.timestamps_offset;
+        if let Some(&(off, size)) = self.seen_ts.get(&key) {
+            h.timestamps_offset = off;
+            h.timestamps_size = size;
         } else {
             h.timestamps_offset = self.ts_off;
             self.ts.write(&self.tb)?;
             self.ts_off += self.tb.len() as u64;
-            self.prev_ts = Some((self.tb.clone(), h));
+            if self.seen_ts.len() >= MAX_SEEN_TS {
+                self.seen_ts.clear();
+            }
+            self.seen_ts.insert(key, (h.timestamps_offset, h.timestamps_size));
         }
         h.values_offset = self.values_off;
         self.values.write(&self.vb)?;

@@ -113,7 +113,18 @@ pub fn marshal_int64s(dst: &mut Vec<u8>, a: &[i64], precision_bits: u8) -> Resul
         (MarshalType::NearestDelta, MarshalType::ZstdNearestDelta)
     } else {
         nearest_delta::marshal_nearest_delta2(dst, a, precision_bits);
-        (MarshalType::NearestDelta2, MarshalType::ZstdNearestDelta2)
+        // Counters with irregular increments (bytes, packets) compress better as first
+        // differences: a second difference of two random increments has more entropy than
+        // either. Keep whichever payload is smaller; the type byte tells the reader.
+        let mut alt = Vec::with_capacity(dst.len() - start);
+        nearest_delta::marshal_nearest_delta(&mut alt, a, precision_bits);
+        if alt.len() < dst.len() - start {
+            dst.truncate(start);
+            dst.extend_from_slice(&alt);
+            (MarshalType::NearestDelta, MarshalType::ZstdNearestDelta)
+        } else {
+            (MarshalType::NearestDelta2, MarshalType::ZstdNearestDelta2)
+        }
     };
     let plain_len = dst.len() - start;
     if plain_len >= MIN_COMPRESSIBLE
