@@ -19,6 +19,8 @@ pub mod uint64set;
 use std::time::Duration;
 
 pub use indexdb::IndexDb;
+#[doc(hidden)]
+pub use search::set_match_by_name_below;
 pub use uint64set::Uint64Set;
 
 use crate::Tenant;

@@ -1,6 +1,8 @@
 //! Evaluation of compiled filters against one index table (FORMATS.md §4.4, simplified: a
 //! static cost order instead of remembered loop counts).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use strata_mergeset::TableSearch;
 
 use super::filters::{Compiled, ValueMatch};
@@ -13,7 +15,15 @@ use crate::{Result, StorageError, Tenant, Tsid};
 
 /// Below this many candidates, remaining filters are checked on the series names instead of
 /// scanning the index (a name lookup is one seek; a label scan may read millions of rows).
-const MATCH_BY_NAME_BELOW: usize = 1000;
+/// A static so tests can force either path.
+static MATCH_BY_NAME_BELOW: AtomicUsize = AtomicUsize::new(1000);
+
+/// Sets the candidate count below which filters are matched on series names rather than the
+/// index. For tests that must exercise both paths; not a tuning knob.
+#[doc(hidden)]
+pub fn set_match_by_name_below(n: usize) {
+    MATCH_BY_NAME_BELOW.store(n, Ordering::Relaxed);
+}
 /// Rows with at least this many ids are skipped by a seek rather than read.
 const SKIP_ROW_IDS: usize = 32;
 
@@ -201,7 +211,7 @@ impl Searcher {
             if result.is_empty() {
                 break;
             }
-            if result.len() < MATCH_BY_NAME_BELOW {
+            if result.len() < MATCH_BY_NAME_BELOW.load(Ordering::Relaxed) {
                 return self.filter_by_names(result, &rest[i..]);
             }
             let s = self.pattern_ids(date, f)?;
