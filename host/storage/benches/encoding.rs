@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench -p strata-storage --bench encoding`
 
+// Benchmarks exist to print their figures.
+#![allow(clippy::print_stdout)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -46,7 +49,7 @@ fn series(rng: &mut Rng) -> Vec<(&'static str, Vec<f64>)> {
             (g * 4096) as f64
         })
         .collect();
-    let mut cpu = 123_456_78u64;
+    let mut cpu = 12_345_678_u64;
     let decimal = (0..N)
         .map(|_| {
             cpu += 1400 + rng.below(100);

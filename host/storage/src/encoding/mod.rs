@@ -128,7 +128,7 @@ pub fn marshal_int64s(dst: &mut Vec<u8>, a: &[i64], precision_bits: u8) -> Resul
     };
     let plain_len = dst.len() - start;
     if plain_len >= MIN_COMPRESSIBLE
-        && let Ok(z) = zstd::bulk::compress(&dst[start..], payload_level(a.len()))
+        && let Ok(z) = zstd_compress(&dst[start..], payload_level(a.len()))
         && (z.len() as f64) < 0.9 * plain_len as f64
     {
         dst.truncate(start);
@@ -169,7 +169,7 @@ pub fn unmarshal_int64s(dst: &mut Vec<i64>, src: &[u8], mt: MarshalType, first: 
         MarshalType::NearestDelta2 => nearest_delta::unmarshal_nearest_delta2(dst, src, first, n),
         MarshalType::ZstdNearestDelta | MarshalType::ZstdNearestDelta2 => {
             // A varint is at most 10 bytes: anything larger is a lie (or a zip bomb).
-            let plain = zstd::bulk::decompress(src, n.saturating_mul(10) + 16).map_err(|e| format!("zstd: {e}"))?;
+            let plain = zstd_decompress(src, n.saturating_mul(10) + 16).map_err(|e| format!("zstd: {e}"))?;
             if mt == MarshalType::ZstdNearestDelta {
                 nearest_delta::unmarshal_nearest_delta(dst, &plain, first, n)
             } else {
@@ -177,6 +177,46 @@ pub fn unmarshal_int64s(dst: &mut Vec<i64>, src: &[u8], mt: MarshalType, first: 
             }
         }
     }
+}
+
+thread_local! {
+    // Creating a zstd context costs more than compressing one block; keep one per thread.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn zstd_compress(src: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        match c.as_mut() {
+            Some((l, comp)) => {
+                if *l != level {
+                    comp.set_compression_level(level)?;
+                    *l = level;
+                }
+            }
+            None => *c = Some((level, zstd::bulk::Compressor::new(level)?)),
+        }
+        match c.as_mut() {
+            Some((_, comp)) => comp.compress(src),
+            None => zstd::bulk::compress(src, level),
+        }
+    })
+}
+
+fn zstd_decompress(src: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(dec) => dec.decompress(src, limit),
+            None => zstd::bulk::decompress(src, limit),
+        }
+    })
 }
 
 /// Encodes timestamps, which must be sorted ascending (always lossless).
@@ -191,14 +231,14 @@ pub fn marshal_timestamps(dst: &mut Vec<u8>, ts: &[i64]) -> Result<(MarshalType,
 pub fn compress(src: &[u8], level: i32) -> Vec<u8> {
     // Compressing an in-memory buffer only fails on allocation failure or a bad level; storing
     // the data uncompressed is not an option for these formats, so fall back to level 1.
-    zstd::bulk::compress(src, level)
-        .or_else(|_| zstd::bulk::compress(src, 1))
+    zstd_compress(src, level)
+        .or_else(|_| zstd_compress(src, 1))
         .unwrap_or_default()
 }
 
 /// Decompresses a buffer written by [`compress`], refusing more than `limit` bytes of output.
 pub fn decompress(src: &[u8], limit: usize) -> Result<Vec<u8>, String> {
-    zstd::bulk::decompress(src, limit).map_err(|e| format!("zstd: {e}"))
+    zstd_decompress(src, limit).map_err(|e| format!("zstd: {e}"))
 }
 
 #[cfg(test)]
