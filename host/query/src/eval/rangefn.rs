@@ -52,6 +52,21 @@ pub(crate) fn series_steps(
     eval_ts: &[i64],
 ) -> Vec<f64> {
     let mut vals = Vec::with_capacity(refs.len());
+    // resets_before[k]: counter resets among samples 0..=k. Lets rate/increase skip the
+    // per-window reset scan when a window has none (the common case), keeping them O(1).
+    let resets_before: Vec<u32> = if matches!(b, Builtin::Rate | Builtin::Increase) {
+        let mut acc = 0u32;
+        let mut out = Vec::with_capacity(vs.len());
+        for k in 0..vs.len() {
+            if k > 0 && vs[k] < vs[k - 1] {
+                acc += 1;
+            }
+            out.push(acc);
+        }
+        out
+    } else {
+        Vec::new()
+    };
     let (mut lo, mut hi) = (0usize, 0usize);
     let mut prev_ref = i64::MIN;
     for (i, &r) in refs.iter().enumerate() {
@@ -75,6 +90,7 @@ pub(crate) fn series_steps(
             start,
             end: r,
             range,
+            no_resets: hi > lo && !resets_before.is_empty() && resets_before[hi - 1] == resets_before[lo],
         };
         let v = if w.ts.is_empty() {
             None
@@ -93,6 +109,8 @@ pub(crate) struct Window<'a> {
     pub start: i64,
     pub end: i64,
     pub range: i64,
+    /// True when the caller knows the window holds no counter reset.
+    pub no_resets: bool,
 }
 
 fn apply(b: Builtin, w: &Window<'_>, scalars: &[Vec<f64>], i: usize, eval_t: i64) -> Option<f64> {
@@ -224,7 +242,7 @@ fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<
     let (first_t, last_t) = (w.ts[0], w.ts[n - 1]);
     let (first_v, last_v) = (w.vs[0], w.vs[n - 1]);
     let mut result = last_v - first_v;
-    if is_counter {
+    if is_counter && !(w.no_resets && first_v >= 0.0) {
         let mut last = 0.0f64;
         for &v in w.vs {
             if v < last {
