@@ -166,11 +166,13 @@ pub fn bench(target: &Target, inputs: &Inputs, opts: &Options) -> Figures {
             if let Ok(reply) = &probe
                 && matches!(reply.status, 404 | 405 | 501)
             {
-                write_missing = Some(format!(
-                    "n/a (endpoint missing: POST {} answers {})",
+                f.notes.push(format!(
+                    "{}: POST {} answers {}: no ingestion, so no data-dependent figures",
+                    target.kind,
                     target.write_path(),
                     reply.status
                 ));
+                write_missing = Some("n/a (endpoint missing)".to_owned());
                 drop(server);
                 remove_run(&run_dir);
                 break 'clients;
@@ -256,8 +258,11 @@ fn probe_query_endpoint(target: &Target, opts: &Options, f: &mut Figures) {
         if let Ok(r) = reply
             && matches!(r.status, 404 | 405 | 501)
         {
-            let why = format!("n/a (endpoint missing: GET /api/v1/query answers {})", r.status);
-            f.queries.iter_mut().for_each(|q| *q = Err(why.clone()));
+            f.notes
+                .push(format!("{}: GET /api/v1/query answers {}", target.kind, r.status));
+            f.queries
+                .iter_mut()
+                .for_each(|q| *q = Err("n/a (endpoint missing)".to_owned()));
         }
     }
     remove_run(&dir);
@@ -293,7 +298,7 @@ fn flush_and_merge(target: &Target, server: &Server, data_dir: &Path, f: &mut Fi
     // force_merge returns before the merge ends (VictoriaMetrics runs it in the background).
     let started = Instant::now();
     let (mut last, mut stable) = (procfs::disk_usage(data_dir), 0);
-    while started.elapsed() < Duration::from_secs(300) && stable < 4 {
+    while started.elapsed() < Duration::from_secs(300) && stable < 6 {
         std::thread::sleep(Duration::from_millis(500));
         let now = procfs::disk_usage(data_dir);
         stable = if now == last && active_merges(&http, base) == 0.0 {
@@ -302,6 +307,26 @@ fn flush_and_merge(target: &Target, server: &Server, data_dir: &Path, f: &mut Fi
             0
         };
         last = now;
+    }
+    // Say how many parts are left, so a merge that did not finish shows.
+    if let Ok(reply) = http.get(&format!("{base}/metrics"), &[]) {
+        let parts: Vec<String> = reply
+            .body
+            .lines()
+            .filter_map(|l| l.strip_prefix("vm_parts{type=\""))
+            .filter_map(|l| {
+                let (kind, count) = l.split_once("\"} ")?;
+                Some(format!("{kind}={count}"))
+            })
+            .collect();
+        if !parts.is_empty() {
+            f.notes.push(format!(
+                "{}: parts after flush + merge ({:.0} s): {}",
+                target.kind,
+                started.elapsed().as_secs_f64(),
+                parts.join(", ")
+            ));
+        }
     }
 }
 

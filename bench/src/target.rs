@@ -97,8 +97,8 @@ impl Target {
             Kind::VictoriaMetrics => Ok("/write"),
             // The hook for Strata's influx plugin: once the plugin is mounted, return its path
             // here and the harness measures it like VictoriaMetrics' native `/write`.
-            Kind::Strata => Err("not available (influx plugin not built yet)"),
-            Kind::Prometheus => Err("n/a (Prometheus has no influx endpoint)"),
+            Kind::Strata => Err("not available (plugin missing)"),
+            Kind::Prometheus => Err("n/a (no such endpoint)"),
         }
     }
 
