@@ -453,3 +453,42 @@ fn background_merges_and_big_parts() {
     let got = search_all(&t, &[tsid(4)], all_time());
     assert_eq!(got[0].1.len(), 160);
 }
+
+#[test]
+fn past_partitions_get_deduplicated_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let (month_start, _) = partition::month_range(&partition::partition_name(now)).unwrap();
+    // The last hour of the previous month: always inside the default 31-day retention.
+    let end = month_start - 3_600_000;
+    let end = end - end.rem_euclid(15_000);
+    {
+        let t = open(dir.path(), opts());
+        let input: Vec<RawRow> = (0..60)
+            .map(|k| RawRow {
+                tsid: tsid(9),
+                timestamp: end - k * 5_000,
+                value: k as f64,
+            })
+            .collect();
+        t.add_rows(&input).unwrap();
+        t.close().unwrap();
+    }
+    let t = open(
+        dir.path(),
+        TableOptions {
+            dedup_interval_ms: 15_000,
+            ..opts()
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.stats().small.rows + t.stats().big.rows != 20 {
+        assert!(
+            Instant::now() < deadline,
+            "past partition not deduplicated: {:?}",
+            t.stats()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(t.stats().dedup_removed, 40);
+}

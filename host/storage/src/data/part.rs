@@ -882,12 +882,55 @@ mod tests {
                     }
                     Ok(())
                 });
-                if let Err(e) = res {
-                    assert!(e.to_string().contains("0000000000000002"), "{e}");
+                match res {
+                    Err(e) => assert!(e.to_string().contains("0000000000000002"), "{e}"),
+                    // Without checksums a flipped value byte may decode to other values; a
+                    // truncated file never goes unnoticed.
+                    Ok(()) => assert_eq!(k, 1, "truncated {name} to {cut} bytes was not detected"),
                 }
             }
             std::fs::write(pdir.join(name), &orig).unwrap();
         }
         Part::open(&pdir).unwrap();
+    }
+
+    #[test]
+    fn random_byte_flips_never_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let pdir = dir.path().join("0000000000000003");
+        let mut fw = PartWriter::create(&pdir, 1).unwrap();
+        for s in 0..300u64 {
+            let ts: Vec<i64> = (0..40).map(|i| 1_000_000 + i * 15_000 + (i * s as i64) % 7).collect();
+            let vals: Vec<f64> = (0..40).map(|i| (s * 1000 + i * i) as f64 / 100.0).collect();
+            fw.write_series(&tsid(s), &ts, &vals).unwrap();
+        }
+        fw.finish(0).unwrap();
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for name in PART_FILES {
+            let orig = std::fs::read(pdir.join(name)).unwrap();
+            for _ in 0..40 {
+                let mut bad = orig.clone();
+                for _ in 0..1 + rnd() % 4 {
+                    let i = (rnd() % bad.len() as u64) as usize;
+                    bad[i] ^= 1 << (rnd() % 8);
+                }
+                std::fs::write(pdir.join(name), &bad).unwrap();
+                if let Ok(p) = Part::open(&pdir) {
+                    let tr = TimeRange { min: 0, max: i64::MAX };
+                    for s in 0..300 {
+                        if let Err(e) = p.search_series(&tsid(s), tr, &mut vec![], &mut vec![]) {
+                            assert!(e.to_string().contains("0000000000000003"), "{e}");
+                        }
+                    }
+                }
+            }
+            std::fs::write(pdir.join(name), &orig).unwrap();
+        }
     }
 }

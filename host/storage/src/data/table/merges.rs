@@ -160,6 +160,36 @@ impl Inner {
                 return Ok(true);
             }
         }
+        self.dedup_past_partition()
+    }
+
+    /// With deduplication on, a past month whose parts were written with a smaller interval
+    /// is merged once more as a whole, so its samples end up deduplicated on disk too
+    /// (FORMATS.md §1.10, the historical dedup pass). Only when there is nothing else to do.
+    fn dedup_past_partition(&self) -> Result<bool> {
+        let d = self.opts.dedup_interval_ms;
+        if d <= 0 {
+            return Ok(false);
+        }
+        let now = super::now_ms();
+        let parts: Vec<_> = self.partitions.read().values().cloned().collect();
+        for p in parts {
+            if p.max_ts >= now {
+                continue;
+            }
+            let needs = {
+                let lists = p.parts.lock();
+                lists
+                    .small
+                    .iter()
+                    .chain(&lists.big)
+                    .any(|e| e.part.header().min_dedup_interval < d && !e.in_merge.load(Ordering::Acquire))
+            };
+            if needs {
+                self.force_merge_partition(&p)?;
+                return Ok(true);
+            }
+        }
         Ok(false)
     }
 
