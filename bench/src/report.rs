@@ -140,7 +140,7 @@ mod tests {
         let md = report.markdown();
         assert!(md.contains("| strata/victoriametrics | strata/prometheus |"), "{md}");
         assert!(
-            md.contains("| rate | samples/s | 50.0 | 100 | n/a (endpoint missing) | 0.50 | n/a |"),
+            md.contains("| rate | samples/s | 50 | 100 | n/a (endpoint missing) | 0.50 | n/a |"),
             "{md}"
         );
         assert_eq!(format_number(1_234_567.0), "1\u{202f}234\u{202f}567");
