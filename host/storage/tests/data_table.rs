@@ -492,3 +492,56 @@ fn past_partitions_get_deduplicated_in_the_background() {
     }
     assert_eq!(t.stats().dedup_removed, 40);
 }
+
+#[test]
+fn part_found_corrupt_during_a_merge_is_skipped_or_quarantined() {
+    for policy in [CorruptPartPolicy::Fail, CorruptPartPolicy::Quarantine] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let base = now_ms() - 3_600_000;
+        {
+            let t = open(&data, opts());
+            t.add_rows(&rows(20, 50, base)).unwrap();
+            t.flush().unwrap();
+            t.add_rows(&rows(20, 50, base + 50 * 15_000)).unwrap();
+            t.close().unwrap();
+        }
+        let parts = part_dirs(&data);
+        let bad = &parts[0];
+        // Overlong varints everywhere: every non-constant value block fails to decode, while the
+        // index (checked at open) is intact.
+        let len = std::fs::metadata(bad.join("values.bin")).unwrap().len() as usize;
+        std::fs::write(bad.join("values.bin"), vec![0xffu8; len]).unwrap();
+        let t = open(
+            &data,
+            TableOptions {
+                on_corrupt_part: policy,
+                ..opts()
+            },
+        );
+        let err = t.force_merge("").expect_err("merge reads the broken part");
+        let name = bad.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            matches!(&err, StorageError::Corrupt { .. }) && err.to_string().contains(&name),
+            "{err}"
+        );
+        let err = t.search(&[tsid(0)], all_time(), &mut |_, _, _| Ok(())).err();
+        match policy {
+            CorruptPartPolicy::Fail => {
+                // Still listed, searches name it, merges leave it alone from now on.
+                assert!(err.is_some_and(|e| e.to_string().contains(&name)));
+                t.force_merge("").unwrap();
+                assert_eq!(t.stats().small.parts, 2);
+            }
+            CorruptPartPolicy::Quarantine => {
+                assert!(err.is_none());
+                assert_eq!(t.stats().quarantined_parts, 1);
+                assert_eq!(t.stats().small.parts, 1);
+                assert!(dir.path().join("quarantine").read_dir().unwrap().count() == 1);
+                t.close().unwrap();
+                let t = open(&data, opts());
+                assert_eq!(search_all(&t, &[tsid(0)], all_time())[0].1.len(), 50);
+            }
+        }
+    }
+}

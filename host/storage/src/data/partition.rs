@@ -50,6 +50,8 @@ pub struct PartEntry {
     pub in_merge: AtomicBool,
     /// When it was created (in-memory flush deadline).
     pub created: Instant,
+    /// Set when a merge found it corrupt: merges leave it alone from then on.
+    pub broken: AtomicBool,
     /// Set when it was replaced or expired: its directory goes when the last user lets go.
     pub must_drop: AtomicBool,
 }
@@ -62,6 +64,7 @@ impl PartEntry {
             kind,
             name,
             in_merge: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
             created: Instant::now(),
             must_drop: AtomicBool::new(false),
         })

@@ -43,6 +43,9 @@ impl Inner {
                 for s in &srcs {
                     s.in_merge.store(false, Ordering::Release);
                 }
+                if let StorageError::Corrupt { path, .. } = &e {
+                    self.on_corrupt_source(p, &srcs, path, &e);
+                }
                 Err(e)
             }
         }
@@ -134,7 +137,7 @@ impl Inner {
                     let cands: Vec<_> = lists
                         .tier(kind)
                         .iter()
-                        .filter(|e| !e.in_merge.load(Ordering::Acquire))
+                        .filter(|e| !e.in_merge.load(Ordering::Acquire) && !e.broken.load(Ordering::Acquire))
                         .cloned()
                         .collect();
                     let sizes: Vec<u64> = cands.iter().map(|e| e.part.size_bytes()).collect();
@@ -179,11 +182,11 @@ impl Inner {
             }
             let needs = {
                 let lists = p.parts.lock();
-                lists
-                    .small
-                    .iter()
-                    .chain(&lists.big)
-                    .any(|e| e.part.header().min_dedup_interval < d && !e.in_merge.load(Ordering::Acquire))
+                lists.small.iter().chain(&lists.big).any(|e| {
+                    e.part.header().min_dedup_interval < d
+                        && !e.in_merge.load(Ordering::Acquire)
+                        && !e.broken.load(Ordering::Acquire)
+                })
             };
             if needs {
                 self.force_merge_partition(&p)?;
@@ -197,7 +200,13 @@ impl Inner {
         loop {
             let (picked, busy) = {
                 let lists = p.parts.lock();
-                let file_parts: Vec<_> = lists.small.iter().chain(&lists.big).cloned().collect();
+                let file_parts: Vec<_> = lists
+                    .small
+                    .iter()
+                    .chain(&lists.big)
+                    .filter(|e| !e.broken.load(Ordering::Acquire))
+                    .cloned()
+                    .collect();
                 let busy = file_parts.iter().any(|e| e.in_merge.load(Ordering::Acquire));
                 let free: Vec<_> = file_parts
                     .into_iter()
@@ -243,6 +252,27 @@ impl Inner {
             if !busy {
                 return Ok(());
             }
+        }
+    }
+
+    /// A merge input failed to decode: keep merges away from it, and with the quarantine
+    /// policy move it aside (unlisted first, so a crash cannot leave parts.json naming it).
+    fn on_corrupt_source(&self, p: &Partition, srcs: &[Arc<PartEntry>], path: &std::path::Path, err: &StorageError) {
+        for s in srcs.iter().filter(|s| path.starts_with(s.part.path())) {
+            s.broken.store(true, Ordering::Release);
+            metrics::counter!("strata_storage_errors_total", "kind" => "corrupt_part").increment(1);
+            if s.kind == PartKind::InMemory || self.opts.on_corrupt_part != crate::data::CorruptPartPolicy::Quarantine {
+                continue;
+            }
+            {
+                let mut lists = p.parts.lock();
+                lists.tier(s.kind).retain(|e| !Arc::ptr_eq(e, s));
+                if let Err(e) = p.write_manifest(&lists) {
+                    tracing::error!(partition = %p.name, error = %e, "cannot rewrite parts.json while quarantining");
+                    continue;
+                }
+            }
+            self.quarantine(s.part.path(), s.kind, &p.name, &s.name, err);
         }
     }
 }
