@@ -4,7 +4,7 @@
 //! 2. `add_rows` throughput on 1 and 2 threads for 100k series × 100 samples.
 //!
 //! Run: `cargo bench -p strata-storage --bench data_table`
-//! (`STRATA_BENCH_TARGETS` = scrape targets per mix, default 100; 112 series each in the
+//! (`STRATA_BENCH_ONLY=bytes|add_rows` runs one half; `STRATA_BENCH_TARGETS` = scrape targets per mix, default 100; 112 series each in the
 //! node_exporter-like mix, 40 in the all-busy one.)
 
 // Benchmarks exist to print their figures.
@@ -335,8 +335,15 @@ fn main() {
         println!("data_table bench: pass --bench (cargo bench) to run");
         return;
     }
-    bytes_per_sample("node_exporter-like mix", &realistic_mix());
-    bytes_per_sample("all-busy mix", &busy_mix());
+    // STRATA_BENCH_ONLY=bytes|add_rows runs one half.
+    let only = std::env::var("STRATA_BENCH_ONLY").unwrap_or_default();
+    if only != "add_rows" {
+        bytes_per_sample("node_exporter-like mix", &realistic_mix());
+        bytes_per_sample("all-busy mix", &busy_mix());
+    }
+    if only == "bytes" {
+        return;
+    }
     add_rows_throughput(1);
     add_rows_throughput(2);
 }

@@ -120,6 +120,11 @@ fn marshal_type(b: u8) -> Result<MarshalType, String> {
     MarshalType::from_u8(b).ok_or_else(|| format!("unknown marshal type {b}"))
 }
 
+thread_local! {
+    // Blocks built from raw rows are often a handful of samples: reuse the scratch buffer.
+    static MANTISSAS: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Encodes one block's samples (`ts` sorted, 1..=[`MAX_ROWS_PER_BLOCK`] rows), appending the
 /// payloads to `ts_out` and `values_out`. The returned header has zero offsets: the part
 /// writer fills them in.
@@ -138,11 +143,14 @@ pub fn encode_block(
         )));
     }
     let ts_start = ts_out.len();
-    let (ts_mt, min_ts) = encoding::marshal_timestamps(ts_out, ts)?;
-    let mut mantissas = Vec::with_capacity(values.len());
-    let scale = decimal::floats_to_decimals(&mut mantissas, values);
     let v_start = values_out.len();
-    let (v_mt, first_value) = encoding::marshal_int64s(values_out, &mantissas, 64)?;
+    let (ts_mt, min_ts) = encoding::marshal_timestamps(ts_out, ts)?;
+    let (scale, (v_mt, first_value)) = MANTISSAS.with(|m| -> Result<_> {
+        let mut mantissas = m.borrow_mut();
+        mantissas.clear();
+        let scale = decimal::floats_to_decimals(&mut mantissas, values);
+        Ok((scale, encoding::marshal_int64s(values_out, &mantissas, 64)?))
+    })?;
     Ok(BlockHeader {
         tsid: *tsid,
         min_timestamp: min_ts,

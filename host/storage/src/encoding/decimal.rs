@@ -119,9 +119,20 @@ fn shortest_decimal(f: f64) -> Option<(i64, i16)> {
 /// Converts `src` to mantissas appended to `dst` and returns the block's shared scale
 /// ([`RAW_SCALE`] for the raw form). Exact for every input.
 pub fn floats_to_decimals(dst: &mut Vec<i64>, src: &[f64]) -> i16 {
+    CONV.with(|c| {
+        let mut conv = c.borrow_mut();
+        conv.clear();
+        to_decimals(dst, src, &mut conv)
+    })
+}
+
+thread_local! {
+    static CONV: std::cell::RefCell<Vec<(i64, Option<i16>)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn to_decimals(dst: &mut Vec<i64>, src: &[f64], conv: &mut Vec<(i64, Option<i16>)>) -> i16 {
     let start = dst.len();
     // (mantissa, exponent); specials carry no exponent and are never scaled.
-    let mut conv: Vec<(i64, Option<i16>)> = Vec::with_capacity(src.len());
     let mut min_exp = i16::MAX;
     let mut raw = false;
     for &f in src {
@@ -143,7 +154,7 @@ pub fn floats_to_decimals(dst: &mut Vec<i64>, src: &[f64]) -> i16 {
         if min_exp == i16::MAX {
             min_exp = 0;
         }
-        for &(m, e) in &conv {
+        for &(m, e) in conv.iter() {
             let scaled = match e {
                 Some(e) if m != 0 => scale_up(m, (e - min_exp) as u32),
                 _ => Some(m),

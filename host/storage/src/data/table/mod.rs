@@ -299,12 +299,23 @@ impl Inner {
         if rows.is_empty() {
             return Ok(());
         }
-        rows.sort_unstable_by_key(|r| r.timestamp);
+        // Rows nearly always fall in one month; sort by time only when they do not, so the
+        // common case pays for one sort (by series) in `write_rows`.
+        let (lo, hi) = rows.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| {
+            (lo.min(r.timestamp), hi.max(r.timestamp))
+        });
+        if partition::partition_name(lo) != partition::partition_name(hi) {
+            rows.sort_unstable_by_key(|r| r.timestamp);
+        }
         let mut start = 0;
         while start < rows.len() {
             let name = partition::partition_name(rows[start].timestamp);
             let (_, month_end) = partition::month_range(&name).unwrap_or((0, i64::MAX));
-            let end = start + rows[start..].partition_point(|r| r.timestamp <= month_end);
+            let end = if rows[start..].iter().all(|r| r.timestamp <= month_end) {
+                rows.len()
+            } else {
+                start + rows[start..].partition_point(|r| r.timestamp <= month_end)
+            };
             let p = self.partition_for(&name)?;
             let mut w = PartWriter::in_memory(-5);
             let st = merge::write_rows(&mut rows[start..end], &mut w, &self.rules(false))?;
