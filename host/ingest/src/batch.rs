@@ -93,6 +93,15 @@ impl MetricBatch {
         self.text.len()
     }
 
+    /// Bytes allocated by the batch's buffers (for deciding whether to keep it for reuse).
+    pub fn capacity_bytes(&self) -> usize {
+        self.text.capacity()
+            + self.labels.capacity() * std::mem::size_of::<LabelSpan>()
+            + self.series.capacity() * std::mem::size_of::<SeriesSpan>()
+            + self.timestamps.capacity() * 8
+            + self.values.capacity() * 8
+    }
+
     /// Adds a label to the series being built. Series are built by `push_label`/`push_sample`
     /// calls followed by [`MetricBatch::finish_series`].
     pub fn push_label(&mut self, name: &str, value: &str) -> Result<(), BatchOverflow> {
@@ -108,6 +117,77 @@ impl MetricBatch {
             value_len,
         });
         Ok(())
+    }
+
+    /// Starts collecting label text as raw bytes: a decoder then pushes labels with
+    /// [`MetricBatch::push_label_raw`] and validates UTF-8 once for the whole request in
+    /// [`MetricBatch::finish_raw`], instead of once per string.
+    pub(crate) fn begin_raw(&mut self) -> RawText {
+        RawText {
+            bytes: std::mem::take(&mut self.text).into_bytes(),
+            first_label: self.labels.len(),
+        }
+    }
+
+    /// [`MetricBatch::push_label`] for unvalidated bytes collected in `raw`.
+    #[inline]
+    pub(crate) fn push_label_raw(&mut self, raw: &mut RawText, name: &[u8], value: &[u8]) -> Result<(), BatchOverflow> {
+        let start = to_u32(raw.bytes.len())?;
+        let name_len = to_u32(name.len())?;
+        let value_len = to_u32(value.len())?;
+        to_u32(raw.bytes.len() + name.len() + value.len())?;
+        raw.bytes.extend_from_slice(name);
+        raw.bytes.extend_from_slice(value);
+        self.labels.push(LabelSpan {
+            start,
+            name_len,
+            value_len,
+        });
+        Ok(())
+    }
+
+    /// Ends raw collection: the text must be valid UTF-8 and every label boundary a character
+    /// boundary (so each name and value is valid on its own). On failure the batch is cleared
+    /// and the error gives the (series, label-within-series) position of the offending label.
+    pub(crate) fn finish_raw(&mut self, raw: RawText) -> Result<(), (usize, usize)> {
+        let first = raw.first_label;
+        let bad_label = match String::from_utf8(raw.bytes) {
+            Ok(text) => {
+                let bad = self.labels[first..].iter().position(|l| {
+                    let mid = (l.start + l.name_len) as usize;
+                    let end = mid + l.value_len as usize;
+                    !(text.is_char_boundary(l.start as usize)
+                        && text.is_char_boundary(mid)
+                        && text.is_char_boundary(end))
+                });
+                self.text = text;
+                self.open_text = self.text.len();
+                match bad {
+                    None => return Ok(()),
+                    Some(k) => first + k,
+                }
+            }
+            Err(err) => {
+                let offset = err.utf8_error().valid_up_to() as u32;
+                let k = self.labels[first..]
+                    .iter()
+                    .position(|l| offset < l.start + l.name_len + l.value_len)
+                    .unwrap_or(0);
+                first + k
+            }
+        };
+        let series = self
+            .series
+            .iter()
+            .position(|s| (bad_label as u32) < s.labels.1)
+            .unwrap_or(self.series.len());
+        let within = bad_label
+            - self
+                .series
+                .get(series)
+                .map_or(self.open_labels, |s| s.labels.0 as usize);
+        self.clear();
+        Err((series, within))
     }
 
     /// Adds a sample to the series being built.
@@ -195,6 +275,35 @@ impl MetricBatch {
         (&self.text[start..mid], &self.text[mid..mid + l.value_len as usize])
     }
 
+    /// True when the labels of series `i` need no normalisation and pass the limits: 1 to
+    /// `max_labels` labels, names strictly increasing (sorted, no duplicates) and valid, values
+    /// non-empty, lengths within bounds. This is the fast path of validation.
+    pub(crate) fn labels_clean(&self, i: usize, max_labels: usize, max_name: usize, max_value: usize) -> bool {
+        let s = self.series[i];
+        let labels = &self.labels[s.labels.0 as usize..s.labels.1 as usize];
+        if labels.is_empty() || labels.len() > max_labels {
+            return false;
+        }
+        let text = self.text.as_bytes();
+        let mut prev: &[u8] = &[];
+        for (k, l) in labels.iter().enumerate() {
+            let start = l.start as usize;
+            let Some(name) = text.get(start..start + l.name_len as usize) else {
+                return false;
+            };
+            if l.value_len == 0
+                || l.value_len as usize > max_value
+                || name.len() > max_name
+                || !crate::limits::is_valid_label_name_bytes(name)
+                || (k > 0 && name <= prev)
+            {
+                return false;
+            }
+            prev = name;
+        }
+        true
+    }
+
     /// Sorts the labels of series `i` by name and drops labels with an empty value.
     pub(crate) fn normalize_labels(&mut self, i: usize) {
         let range = self.label_range(i);
@@ -247,6 +356,12 @@ impl MetricBatch {
         }
         Ok(())
     }
+}
+
+/// Label bytes being collected by a decoder; see [`MetricBatch::begin_raw`].
+pub(crate) struct RawText {
+    bytes: Vec<u8>,
+    first_label: usize,
 }
 
 /// A borrowed view of one series of a [`MetricBatch`].
@@ -361,6 +476,34 @@ mod tests {
             b.series(0).labels().collect::<Vec<_>>(),
             vec![("__name__", "m"), ("b", "2"), ("z", "1")]
         );
+    }
+
+    #[test]
+    fn raw_text_is_validated_once_and_per_label() {
+        let mut b = MetricBatch::new();
+        b.add_series([("a", "1")], [(1, 1.0)]).unwrap();
+        let mut raw = b.begin_raw();
+        b.push_label_raw(&mut raw, b"n", "é".as_bytes()).unwrap();
+        b.push_sample(2, 2.0);
+        b.finish_series().unwrap();
+        b.finish_raw(raw).unwrap();
+        assert_eq!(b.series(1).labels().collect::<Vec<_>>(), vec![("n", "é")]);
+
+        // Split "é" across name and value: the whole text is valid UTF-8, each half is not.
+        let mut b = MetricBatch::new();
+        let mut raw = b.begin_raw();
+        b.push_label_raw(&mut raw, b"ok", b"fine").unwrap();
+        b.finish_series().unwrap();
+        b.push_label_raw(&mut raw, b"x", b"y").unwrap();
+        b.push_label_raw(&mut raw, &"é".as_bytes()[..1], &"é".as_bytes()[1..])
+            .unwrap();
+        assert_eq!(b.finish_raw(raw), Err((1, 1)));
+        assert!(b.is_empty());
+
+        let mut b = MetricBatch::new();
+        let mut raw = b.begin_raw();
+        b.push_label_raw(&mut raw, b"a", b"\xff").unwrap();
+        assert_eq!(b.finish_raw(raw), Err((0, 0)));
     }
 
     #[test]

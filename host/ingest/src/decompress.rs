@@ -49,19 +49,36 @@ fn too_large(what: &str, size: u64, limit: usize) -> IngestError {
 
 /// Decompresses a snappy block, refusing a declared size over `limit` before allocating.
 pub fn snappy(body: &[u8], limit: usize) -> Result<Vec<u8>, IngestError> {
-    let declared = snap::raw::decompress_len(body)
-        .map_err(|e| IngestError::new(RejectReason::Decompress, format!("cannot decompress snappy block: {e}")))?;
+    let mut out = Vec::new();
+    snappy_into(body, limit, &mut out)?;
+    Ok(out)
+}
+
+/// [`snappy`] into a reused buffer (replacing its contents).
+pub fn snappy_into(body: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), IngestError> {
+    let bad =
+        |e: snap::Error| IngestError::new(RejectReason::Decompress, format!("cannot decompress snappy block: {e}"));
+    let declared = snap::raw::decompress_len(body).map_err(bad)?;
     if declared > limit {
         return Err(too_large("snappy body", declared as u64, limit));
     }
-    snap::raw::Decoder::new()
-        .decompress_vec(body)
-        .map_err(|e| IngestError::new(RejectReason::Decompress, format!("cannot decompress snappy block: {e}")))
+    out.clear();
+    out.resize(declared, 0);
+    let written = snap::raw::Decoder::new().decompress(body, out).map_err(bad)?;
+    out.truncate(written);
+    Ok(())
 }
 
 /// Decompresses zstd frames, refusing a declared size over `limit` before allocating and
 /// stopping at `limit` otherwise.
 pub fn zstd(body: &[u8], limit: usize) -> Result<Vec<u8>, IngestError> {
+    let mut out = Vec::new();
+    zstd_into(body, limit, &mut out)?;
+    Ok(out)
+}
+
+/// [`zstd`] into a reused buffer (replacing its contents).
+pub fn zstd_into(body: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), IngestError> {
     let bad = |e: std::io::Error| IngestError::new(RejectReason::Decompress, format!("cannot decompress zstd: {e}"));
     let declared = match zstd::zstd_safe::get_frame_content_size(body) {
         Ok(size) => size,
@@ -73,30 +90,43 @@ pub fn zstd(body: &[u8], limit: usize) -> Result<Vec<u8>, IngestError> {
         return Err(too_large("zstd body", size, limit));
     }
     // The declared size only sizes the buffer; the read is bounded whatever the frames say.
-    let capacity = declared.map_or(body.len() * 4, |s| s as usize).min(limit);
-    let mut out = Vec::with_capacity(capacity);
+    let capacity = declared.map_or(body.len().saturating_mul(4), |s| s as usize).min(limit);
+    out.clear();
+    out.reserve(capacity);
     let decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(bad)?;
-    decoder.take(limit as u64 + 1).read_to_end(&mut out).map_err(bad)?;
+    decoder.take(limit as u64 + 1).read_to_end(out).map_err(bad)?;
     if out.len() > limit {
         return Err(too_large("zstd body", out.len() as u64, limit));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decompresses a remote-write body given its declared encoding, with the fallback described
 /// in the module docs. The error reported is that of the declared codec.
 pub fn remote_write_body(body: &[u8], encoding: Encoding, limit: usize) -> Result<Vec<u8>, IngestError> {
-    type Codec = fn(&[u8], usize) -> Result<Vec<u8>, IngestError>;
+    let mut out = Vec::new();
+    remote_write_body_into(body, encoding, limit, &mut out)?;
+    Ok(out)
+}
+
+/// [`remote_write_body`] into a reused buffer (replacing its contents).
+pub fn remote_write_body_into(
+    body: &[u8],
+    encoding: Encoding,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), IngestError> {
+    type Codec = fn(&[u8], usize, &mut Vec<u8>) -> Result<(), IngestError>;
     let (first, second): (Codec, Codec) = match encoding {
-        Encoding::Snappy => (snappy, zstd),
-        Encoding::Zstd => (zstd, snappy),
-        Encoding::Identity => return identity(body, limit),
+        Encoding::Snappy => (snappy_into, zstd_into),
+        Encoding::Zstd => (zstd_into, snappy_into),
+        Encoding::Identity => return identity_into(body, limit, out),
     };
-    match first(body, limit) {
-        Ok(raw) => Ok(raw),
+    match first(body, limit, out) {
+        Ok(()) => Ok(()),
         Err(err) if err.reason == RejectReason::TooLarge => Err(err),
-        Err(err) => match second(body, limit) {
-            Ok(raw) => Ok(raw),
+        Err(err) => match second(body, limit, out) {
+            Ok(()) => Ok(()),
             Err(other) if other.reason == RejectReason::TooLarge => Err(other),
             Err(_) => Err(err),
         },
@@ -105,10 +135,19 @@ pub fn remote_write_body(body: &[u8], encoding: Encoding, limit: usize) -> Resul
 
 /// An uncompressed body, checked against the same limit.
 pub fn identity(body: &[u8], limit: usize) -> Result<Vec<u8>, IngestError> {
+    let mut out = Vec::new();
+    identity_into(body, limit, &mut out)?;
+    Ok(out)
+}
+
+/// [`identity`] into a reused buffer (replacing its contents).
+pub fn identity_into(body: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), IngestError> {
     if body.len() > limit {
         return Err(too_large("body", body.len() as u64, limit));
     }
-    Ok(body.to_vec())
+    out.clear();
+    out.extend_from_slice(body);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -55,7 +55,12 @@ impl Default for IngestLimits {
 
 /// True when `name` is a valid Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub fn is_valid_label_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
+    is_valid_label_name_bytes(name.as_bytes())
+}
+
+/// [`is_valid_label_name`] on bytes.
+#[inline]
+pub fn is_valid_label_name_bytes(bytes: &[u8]) -> bool {
     match bytes.first() {
         Some(b) if b.is_ascii_alphabetic() || *b == b'_' => {}
         _ => return false,
@@ -90,20 +95,83 @@ impl IngestLimits {
         let max_ts = now_ms.saturating_add(self.max_future_ms);
         let min_ts = self.max_age_ms.map_or(i64::MIN, |age| now_ms.saturating_sub(age));
         for i in 0..batch.series_count() {
-            batch.normalize_labels(i);
-            self.check_series(batch, i, min_ts, max_ts)?;
+            // Senders almost always send clean, sorted labels; only other series take the
+            // slow path that normalises and then explains what is wrong.
+            let clean = batch.labels_clean(
+                i,
+                self.max_labels_per_series,
+                self.max_label_name_bytes,
+                self.max_label_value_bytes,
+            );
+            if !clean {
+                batch.normalize_labels(i);
+            }
+            self.check_series(batch, i, min_ts, max_ts, clean)?;
         }
         batch.drop_empty_series();
         Ok(())
     }
 
-    fn check_series(&self, batch: &MetricBatch, i: usize, min_ts: i64, max_ts: i64) -> Result<(), IngestError> {
+    fn check_series(
+        &self,
+        batch: &MetricBatch,
+        i: usize,
+        min_ts: i64,
+        max_ts: i64,
+        labels_clean: bool,
+    ) -> Result<(), IngestError> {
         let labels = batch.label_range(i);
         let samples = batch.sample_range(i);
         if samples.is_empty() {
             // Nothing to store (for example a remote-write 2.0 series carrying only metadata).
             return Ok(());
         }
+        let where_ = || {
+            format!(
+                "series #{i} {}",
+                describe_labels(labels.clone().map(|j| batch.label_at(j)))
+            )
+        };
+        let fail = |reason, what: String| Err(IngestError::new(reason, format!("{}: {what}", where_())));
+        if !labels_clean {
+            self.check_labels(batch, i)?;
+        }
+        let timestamps = &batch.timestamps()[samples.clone()];
+        for (k, &ts) in timestamps.iter().enumerate() {
+            if k > 0 && ts < timestamps[k - 1] {
+                return fail(
+                    RejectReason::UnsortedSamples,
+                    format!(
+                        "sample #{k} has timestamp {ts}, before the previous sample's {}; samples must be sorted by time",
+                        timestamps[k - 1]
+                    ),
+                );
+            }
+            if ts > max_ts {
+                return fail(
+                    RejectReason::FutureTimestamp,
+                    format!(
+                        "sample #{k} has timestamp {ts} ms, more than max_future_ms={} ahead of now ({}); is it in seconds or nanoseconds instead of milliseconds?",
+                        self.max_future_ms,
+                        max_ts - self.max_future_ms
+                    ),
+                );
+            }
+            if ts < min_ts {
+                return fail(
+                    RejectReason::TooOld,
+                    format!(
+                        "sample #{k} has timestamp {ts} ms, older than the retention allows (oldest accepted: {min_ts})"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The detailed label checks, for series that failed the fast `labels_clean` test.
+    fn check_labels(&self, batch: &MetricBatch, i: usize) -> Result<(), IngestError> {
+        let labels = batch.label_range(i);
         let where_ = || {
             format!(
                 "series #{i} {}",
@@ -164,36 +232,6 @@ impl IngestLimits {
                 );
             }
             prev = Some(name);
-        }
-        let timestamps = &batch.timestamps()[samples.clone()];
-        for (k, &ts) in timestamps.iter().enumerate() {
-            if k > 0 && ts < timestamps[k - 1] {
-                return fail(
-                    RejectReason::UnsortedSamples,
-                    format!(
-                        "sample #{k} has timestamp {ts}, before the previous sample's {}; samples must be sorted by time",
-                        timestamps[k - 1]
-                    ),
-                );
-            }
-            if ts > max_ts {
-                return fail(
-                    RejectReason::FutureTimestamp,
-                    format!(
-                        "sample #{k} has timestamp {ts} ms, more than max_future_ms={} ahead of now ({}); is it in seconds or nanoseconds instead of milliseconds?",
-                        self.max_future_ms,
-                        max_ts - self.max_future_ms
-                    ),
-                );
-            }
-            if ts < min_ts {
-                return fail(
-                    RejectReason::TooOld,
-                    format!(
-                        "sample #{k} has timestamp {ts} ms, older than the retention allows (oldest accepted: {min_ts})"
-                    ),
-                );
-            }
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! `type` is `promremotewrite`, `vmimport` or `prometheus`. Request durations per path come from
 //! the HTTP layer's `strata_http_request_duration_seconds`.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::batch::MetricBatch;
@@ -61,6 +62,21 @@ pub struct Ingestor {
     limits: IngestLimits,
 }
 
+/// Buffers reused across requests on one thread, so steady-state ingestion does not allocate
+/// (and fault in) a fresh decompression buffer and batch per request.
+#[derive(Default)]
+struct Scratch {
+    raw: Vec<u8>,
+    batch: MetricBatch,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// Scratch larger than this (after an unusually big request) is freed rather than kept per thread.
+const MAX_RETAINED_SCRATCH: usize = 24 << 20;
+
 const TYPE_RW: &str = "promremotewrite";
 const TYPE_IMPORT: &str = "vmimport";
 const TYPE_PROM: &str = "prometheus";
@@ -83,11 +99,11 @@ impl Ingestor {
         body: &[u8],
         meta: &RequestMeta<'_>,
     ) -> Result<WriteSummary, IngestFailure> {
-        self.run(TYPE_RW, tenant, body, meta, |batch| {
+        self.run(TYPE_RW, tenant, body, meta, |raw, batch| {
             let version = RemoteWriteVersion::from_content_type(meta.content_type)?;
             let encoding = Encoding::from_header(meta.content_encoding)?;
-            let raw = decompress::remote_write_body(body, encoding, self.limits.max_decompressed_bytes)?;
-            let stats: RemoteWriteStats = remote_write::decode(&raw, version, batch)?;
+            decompress::remote_write_body_into(body, encoding, self.limits.max_decompressed_bytes, raw)?;
+            let stats: RemoteWriteStats = remote_write::decode(raw, version, batch)?;
             Ok(stats.exemplars)
         })
     }
@@ -100,9 +116,9 @@ impl Ingestor {
         body: &[u8],
         meta: &RequestMeta<'_>,
     ) -> Result<WriteSummary, IngestFailure> {
-        self.run(TYPE_IMPORT, tenant, body, meta, |batch| {
-            let raw = self.import_body(body, meta)?;
-            jsonl::decode_import(&raw, batch)?;
+        self.run(TYPE_IMPORT, tenant, body, meta, |raw, batch| {
+            self.import_body(body, meta, raw)?;
+            jsonl::decode_import(raw, batch)?;
             Ok(0)
         })
     }
@@ -116,9 +132,9 @@ impl Ingestor {
         meta: &RequestMeta<'_>,
         default_timestamp: i64,
     ) -> Result<WriteSummary, IngestFailure> {
-        self.run(TYPE_PROM, tenant, body, meta, |batch| {
-            let raw = self.import_body(body, meta)?;
-            let text = std::str::from_utf8(&raw).map_err(|e| {
+        self.run(TYPE_PROM, tenant, body, meta, |raw, batch| {
+            self.import_body(body, meta, raw)?;
+            let text = std::str::from_utf8(raw).map_err(|e| {
                 IngestError::new(crate::RejectReason::Exposition, format!("body is not valid UTF-8: {e}"))
             })?;
             exposition::parse_into_batch(text, default_timestamp, batch)?;
@@ -126,14 +142,14 @@ impl Ingestor {
         })
     }
 
-    fn import_body(&self, body: &[u8], meta: &RequestMeta<'_>) -> Result<Vec<u8>, IngestError> {
+    fn import_body(&self, body: &[u8], meta: &RequestMeta<'_>, out: &mut Vec<u8>) -> Result<(), IngestError> {
         let limit = self.limits.max_decompressed_bytes;
         match meta.content_encoding {
-            None => decompress::identity(body, limit),
+            None => decompress::identity_into(body, limit, out),
             Some(_) => match Encoding::from_header(meta.content_encoding)? {
-                Encoding::Identity => decompress::identity(body, limit),
-                Encoding::Snappy => decompress::snappy(body, limit),
-                Encoding::Zstd => decompress::zstd(body, limit),
+                Encoding::Identity => decompress::identity_into(body, limit, out),
+                Encoding::Snappy => decompress::snappy_into(body, limit, out),
+                Encoding::Zstd => decompress::zstd_into(body, limit, out),
             },
         }
     }
@@ -145,13 +161,31 @@ impl Ingestor {
         tenant: Tenant,
         body: &[u8],
         meta: &RequestMeta<'_>,
-        decode: impl FnOnce(&mut MetricBatch) -> Result<usize, IngestError>,
+        decode: impl FnOnce(&mut Vec<u8>, &mut MetricBatch) -> Result<usize, IngestError>,
     ) -> Result<WriteSummary, IngestFailure> {
         metrics::counter!("strata_ingest_bytes_received_total", "type" => kind).increment(body.len() as u64);
-        let mut batch = MetricBatch::new();
-        let prepared = decode(&mut batch).and_then(|exemplars| {
+        let mut scratch = SCRATCH.with(RefCell::take);
+        let result = self.run_with(kind, tenant, meta, decode, &mut scratch);
+        scratch.batch.clear();
+        if scratch.raw.capacity() + scratch.batch.capacity_bytes() <= MAX_RETAINED_SCRATCH {
+            SCRATCH.with(|cell| cell.replace(scratch));
+        }
+        result
+    }
+
+    fn run_with(
+        &self,
+        kind: &'static str,
+        tenant: Tenant,
+        meta: &RequestMeta<'_>,
+        decode: impl FnOnce(&mut Vec<u8>, &mut MetricBatch) -> Result<usize, IngestError>,
+        scratch: &mut Scratch,
+    ) -> Result<WriteSummary, IngestFailure> {
+        let Scratch { raw, batch } = scratch;
+        batch.clear();
+        let prepared = decode(raw, batch).and_then(|exemplars| {
             batch.apply_extra_labels(meta.extra_labels)?;
-            self.limits.validate(&mut batch, now_ms())?;
+            self.limits.validate(batch, now_ms())?;
             Ok(exemplars)
         });
         let exemplars = match prepared {
@@ -165,7 +199,7 @@ impl Ingestor {
                 return Err(err.into());
             }
         };
-        match self.sink.push(tenant, &batch) {
+        match self.sink.push(tenant, batch) {
             Ok(outcome) => {
                 metrics::counter!("strata_rows_inserted_total", "type" => kind).increment(outcome.samples_written);
                 metrics::counter!("strata_ingest_requests_total", "type" => kind, "result" => "ok").increment(1);

@@ -13,7 +13,7 @@
 //! - Metadata (1.0 `metadata`, 2.0 per-series `metadata`) and 2.0 created timestamps are
 //!   checked for well-formedness and accepted, and not stored.
 
-use crate::batch::MetricBatch;
+use crate::batch::{MetricBatch, RawText};
 use crate::error::{IngestError, RejectReason};
 use crate::wire::{FIXED64, LEN, Reader, VARINT, WireError, utf8};
 
@@ -105,6 +105,20 @@ pub fn decode(
 
 /// Decodes an uncompressed `prometheus.WriteRequest` into `batch` (appending).
 pub fn decode_v1(raw: &[u8], batch: &mut MetricBatch) -> Result<RemoteWriteStats, IngestError> {
+    let mut text = batch.begin_raw();
+    let result = decode_v1_fields(raw, batch, &mut text);
+    let utf8 = batch.finish_raw(text);
+    let stats = result?;
+    utf8.map_err(|(series, label)| {
+        IngestError::new(
+            RejectReason::InvalidLabelValue,
+            format!("series #{series}: label #{label} (name or value) is not valid UTF-8"),
+        )
+    })?;
+    Ok(stats)
+}
+
+fn decode_v1_fields(raw: &[u8], batch: &mut MetricBatch, text: &mut RawText) -> Result<RemoteWriteStats, IngestError> {
     let mut stats = RemoteWriteStats::default();
     let mut r = Reader::new(raw, 0);
     let mut series = 0usize;
@@ -115,7 +129,7 @@ pub fn decode_v1(raw: &[u8], batch: &mut MetricBatch) -> Result<RemoteWriteStats
                 r.expect(wt, LEN)
                     .map_err(|e| protobuf_error(e, "WriteRequest.timeseries"))?;
                 let (msg, base) = r.bytes().map_err(|e| protobuf_error(e, "WriteRequest.timeseries"))?;
-                decode_v1_series(msg, base, series, batch, &mut stats)?;
+                decode_v1_series(msg, base, series, batch, text, &mut stats)?;
                 series += 1;
             }
             3 => {
@@ -136,6 +150,7 @@ fn decode_v1_series(
     base: usize,
     index: usize,
     batch: &mut MetricBatch,
+    text: &mut RawText,
     stats: &mut RemoteWriteStats,
 ) -> Result<(), IngestError> {
     let ctx = |e: WireError| protobuf_error(e, &format!("series #{index}"));
@@ -147,7 +162,7 @@ fn decode_v1_series(
                 r.expect(wt, LEN).map_err(ctx)?;
                 let (label, lbase) = r.bytes().map_err(ctx)?;
                 let (name, value) = decode_label(label, lbase).map_err(ctx)?;
-                batch.push_label(name, value)?;
+                batch.push_label_raw(text, name, value)?;
             }
             2 => {
                 r.expect(wt, LEN).map_err(ctx)?;
@@ -171,21 +186,21 @@ fn decode_v1_series(
     Ok(())
 }
 
+/// A `Label` message as raw bytes; UTF-8 is checked for the whole request at once.
 #[inline]
-fn decode_label(msg: &[u8], base: usize) -> Result<(&str, &str), WireError> {
+fn decode_label(msg: &[u8], base: usize) -> Result<(&[u8], &[u8]), WireError> {
     let mut r = Reader::new(msg, base);
-    let (mut name, mut value) = ("", "");
+    let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
     while !r.at_end() {
         let (field, wt) = r.key()?;
         match field {
             1 | 2 => {
                 r.expect(wt, LEN)?;
-                let (bytes, off) = r.bytes()?;
-                let s = utf8(bytes, off)?;
+                let (bytes, _) = r.bytes()?;
                 if field == 1 {
-                    name = s;
+                    name = bytes;
                 } else {
-                    value = s;
+                    value = bytes;
                 }
             }
             _ => r.skip(wt)?,
