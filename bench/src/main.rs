@@ -165,8 +165,9 @@ fn real_main() -> Result<(), String> {
     };
     let load_before = procfs::load_average();
     let mut results = Vec::new();
-    for target in &targets {
-        results.push((target.kind, run::bench(target, &inputs, &opts)));
+    for (i, target) in targets.iter().enumerate() {
+        let left = (targets.len() - i) as u32;
+        results.push((target.kind, run::bench(target, &inputs, &opts, left)));
     }
     let report = summary::report(&results, inputs.data.series_count(), args.batch);
     let command: Vec<String> = std::env::args().collect();

@@ -127,22 +127,41 @@ fn progress(kind: Kind, what: &str) {
     eprintln!("[{kind}] {what} (load {})", procfs::load_average());
 }
 
-/// Benchmarks one target.
-pub fn bench(target: &Target, inputs: &Inputs, opts: &Options) -> Figures {
+/// Benchmarks one target. `targets_left` (this one included) shares the remaining time: this
+/// target gets its part of it, ingestion repetitions at most 55% of that part, so a slow peer
+/// loses repetitions rather than its disk, query and restart figures. The first pass over the
+/// client counts, one query suite and one restart always run unless the overall limit passed.
+pub fn bench(target: &Target, inputs: &Inputs, opts: &Options, targets_left: u32) -> Figures {
     let suite = queries::suite();
     let mut f = Figures::new(&opts.clients, suite.len());
     let root = opts.work_dir.join(target.kind.to_string());
+    let began = Instant::now();
+    let budget = opts.deadline.saturating_duration_since(began) / targets_left.max(1);
+    let ingest_deadline = began + budget.mul_f64(0.55);
+    let own = Options {
+        deadline: began + budget,
+        ..opts.clone()
+    };
     let late = || Instant::now() > opts.deadline;
     let http = Http::new(opts.timeout);
     let mut kept: Option<Kept> = None;
     let mut empty_starts = Vec::new();
     let mut rejected = 0u64;
     let mut write_missing: Option<String> = None;
-    'clients: for (ci, &clients) in opts.clients.iter().enumerate() {
-        let (mut rates, mut cpus, mut hwms) = (Vec::new(), Vec::new(), Vec::new());
-        for rep in 0..opts.reps {
-            if late() {
-                break;
+    // Per client count: rates, CPU per million, peak RSS of each run.
+    let mut runs: Vec<[Vec<f64>; 3]> = vec![Default::default(); opts.clients.len()];
+    // Repetition-major, so a cut leaves every client count with as many runs as the others.
+    'runs: for rep in 0..opts.reps {
+        for (ci, &clients) in opts.clients.iter().enumerate() {
+            if late() || (rep > 0 && Instant::now() > ingest_deadline) {
+                break 'runs;
+            }
+            let [rates, cpus, hwms] = &mut runs[ci];
+            // Only the last run's server is kept; an idle one beside the next run would take
+            // its memory and background CPU from it.
+            if let Some(old) = kept.take() {
+                drop(old.server);
+                remove_run(&old.run_dir);
             }
             let run_dir = root.join(format!("c{clients}-r{rep}"));
             let data_dir = run_dir.join("data");
@@ -175,7 +194,7 @@ pub fn bench(target: &Target, inputs: &Inputs, opts: &Options) -> Figures {
                 write_missing = Some("n/a (endpoint missing)".to_owned());
                 drop(server);
                 remove_run(&run_dir);
-                break 'clients;
+                break 'runs;
             }
             progress(target.kind, &format!("ingesting, {clients} clients, run {}", rep + 1));
             let load = Load {
@@ -212,10 +231,6 @@ pub fn bench(target: &Target, inputs: &Inputs, opts: &Options) -> Figures {
                     r.samples_rejected
                 ),
             );
-            if let Some(old) = kept.take() {
-                drop(old.server);
-                remove_run(&old.run_dir);
-            }
             kept = Some(Kept {
                 server,
                 run_dir,
@@ -223,12 +238,23 @@ pub fn bench(target: &Target, inputs: &Inputs, opts: &Options) -> Figures {
                 accepted: r.samples_sent - r.samples_rejected,
             });
         }
-        let none = "skipped (time limit)";
+    }
+    let none = "skipped (time limit)";
+    for (ci, [rates, cpus, hwms]) in runs.iter().enumerate() {
+        let clients = opts.clients[ci];
+        if !rates.is_empty() && rates.len() < opts.reps {
+            f.notes.push(format!(
+                "{}: {clients} clients: median of {} runs, not {} (time budget)",
+                target.kind,
+                rates.len(),
+                opts.reps
+            ));
+        }
         f.ingest[ci] = (
             clients,
-            median_fig(&rates, none),
-            median_fig(&cpus, none),
-            median_fig(&hwms, none),
+            median_fig(rates, none),
+            median_fig(cpus, none),
+            median_fig(hwms, none),
         );
     }
     f.empty_start = median_fig(&empty_starts, "skipped (time limit)");
@@ -238,10 +264,10 @@ pub fn bench(target: &Target, inputs: &Inputs, opts: &Options) -> Figures {
     } else {
         f.rejected = Ok(rejected as f64);
         if let Some(kept) = kept {
-            after_ingest(target, inputs, opts, kept, &mut f);
+            after_ingest(target, inputs, &own, opts.deadline, kept, &mut f);
         }
     }
-    influx(target, inputs, opts, &root, &mut f);
+    influx(target, inputs, &own, opts.deadline, &root, &mut f);
     remove_run(&root);
     f
 }
@@ -353,8 +379,10 @@ fn prometheus_snapshot(server: &Server, data_dir: &Path, f: &mut Figures) -> Opt
     Some((chunks, index))
 }
 
-fn after_ingest(target: &Target, inputs: &Inputs, opts: &Options, mut kept: Kept, f: &mut Figures) {
-    let late = || Instant::now() > opts.deadline;
+/// Disk, check, queries, memory and restarts on the last ingestion's server. `opts.deadline` is
+/// this target's share; `hard` the overall limit.
+fn after_ingest(target: &Target, inputs: &Inputs, opts: &Options, hard: Instant, mut kept: Kept, f: &mut Figures) {
+    let late = || Instant::now() > hard;
     let http = Http::new(opts.timeout);
     let accepted = kept.accepted.max(1) as f64;
     let per_sample = |bytes: u64| Ok(bytes as f64 / accepted);
@@ -412,7 +440,7 @@ fn after_ingest(target: &Target, inputs: &Inputs, opts: &Options, mut kept: Kept
     f.startup.0 = kept.accepted;
     let mut times = Vec::new();
     for rep in 0..opts.reps {
-        if late() {
+        if late() || (rep > 0 && Instant::now() > opts.deadline) {
             break;
         }
         progress(target.kind, &format!("restart {}", rep + 1));
@@ -442,7 +470,9 @@ fn after_ingest(target: &Target, inputs: &Inputs, opts: &Options, mut kept: Kept
     remove_run(&kept.run_dir);
 }
 
-fn influx(target: &Target, inputs: &Inputs, opts: &Options, root: &Path, f: &mut Figures) {
+/// Influx line-protocol runs on fresh servers; `opts.deadline` is this target's share, `hard`
+/// the overall limit.
+fn influx(target: &Target, inputs: &Inputs, opts: &Options, hard: Instant, root: &Path, f: &mut Figures) {
     let path = match target.influx_path() {
         Ok(p) => p,
         Err(why) => {
@@ -453,7 +483,7 @@ fn influx(target: &Target, inputs: &Inputs, opts: &Options, root: &Path, f: &mut
     let clients = opts.clients.first().copied().unwrap_or(2);
     let (mut rates, mut cpus) = (Vec::new(), Vec::new());
     for rep in 0..opts.reps {
-        if Instant::now() > opts.deadline {
+        if Instant::now() > hard || (rep > 0 && Instant::now() > opts.deadline) {
             break;
         }
         let run_dir = root.join(format!("influx-r{rep}"));
