@@ -181,7 +181,9 @@ fn write_series(
 
 /// Builds a part from raw rows (any order). Applies the same rules as a merge.
 pub fn write_rows(rows: &mut [RawRow], w: &mut PartWriter, rules: &MergeRules<'_>) -> Result<MergeStats> {
-    rows.sort_unstable_by(|a, b| a.tsid.cmp(&b.tsid).then(a.timestamp.cmp(&b.timestamp)));
+    // Comparing two u128 pairs is much cheaper than the field-by-field Tsid order, and gives
+    // the same result (each half packs fields in their Ord order).
+    rows.sort_unstable_by_key(|r| (tsid_key(&r.tsid), r.timestamp));
     let mut st = MergeStats::default();
     let (mut ts, mut vals) = (Vec::new(), Vec::new());
     let mut i = 0;
@@ -202,6 +204,14 @@ pub fn write_rows(rows: &mut [RawRow], w: &mut PartWriter, rules: &MergeRules<'_
         write_series(w, &tsid, &mut ts, &mut vals, rules, &mut st)?;
     }
     Ok(st)
+}
+
+fn tsid_key(t: &Tsid) -> (u128, u128) {
+    let hi = (u128::from(t.tenant.account_id) << 96)
+        | (u128::from(t.tenant.project_id) << 64)
+        | u128::from(t.metric_group_id);
+    let lo = (u128::from(t.job_id) << 96) | (u128::from(t.instance_id) << 64) | u128::from(t.metric_id);
+    (hi, lo)
 }
 
 #[cfg(test)]
@@ -230,6 +240,35 @@ mod tests {
         let mut vs = vec![stale_nan(), stale_nan()];
         deduplicate(&mut ts, &mut vs, 10);
         assert!(is_stale_nan(vs[0]));
+    }
+
+    #[test]
+    fn tsid_key_orders_like_tsid() {
+        use crate::tsid::Tenant;
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % 3
+        };
+        let ids: Vec<Tsid> = (0..500)
+            .map(|_| Tsid {
+                tenant: Tenant {
+                    account_id: rnd() as u32,
+                    project_id: rnd() as u32,
+                },
+                metric_group_id: [0, 1 << 63, u64::MAX][rnd() as usize],
+                job_id: [0, 1 << 31, u32::MAX][rnd() as usize],
+                instance_id: rnd() as u32,
+                metric_id: rnd(),
+            })
+            .collect();
+        for a in &ids {
+            for b in &ids[..50] {
+                assert_eq!(a.cmp(b), tsid_key(a).cmp(&tsid_key(b)));
+            }
+        }
     }
 
     #[test]

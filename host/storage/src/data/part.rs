@@ -49,6 +49,38 @@ struct TsKey {
     rows: u32,
 }
 
+/// The keys hashed into `seen_ts` already are hashes: mixing them is enough.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+}
+
 /// Decoded index blocks kept per part before the cache is emptied.
 const INDEX_CACHE_ENTRIES: usize = 256;
 
@@ -195,7 +227,7 @@ pub struct PartWriter {
     last_tsid: Option<(Tsid, i64)>,
     /// Timestamp blocks already written, by content: series scraped from one target share
     /// timestamps, and their blocks need not be adjacent.
-    seen_ts: HashMap<TsKey, (u64, u32)>,
+    seen_ts: HashMap<TsKey, (u64, u32), std::hash::BuildHasherDefault<KeyHasher>>,
     tb: Vec<u8>,
     vb: Vec<u8>,
 }
@@ -240,7 +272,7 @@ impl PartWriter {
             cur_row: None,
             metaindex: Vec::new(),
             last_tsid: None,
-            seen_ts: HashMap::new(),
+            seen_ts: HashMap::default(),
             tb: Vec::new(),
             vb: Vec::new(),
         }
