@@ -199,6 +199,11 @@ impl Ingestor {
                 return Err(err.into());
             }
         };
+        if batch.is_empty() {
+            // Metadata-only requests (Prometheus sends them every minute) carry nothing to store.
+            metrics::counter!("strata_ingest_requests_total", "type" => kind, "result" => "ok").increment(1);
+            return Ok(WriteSummary::default());
+        }
         match self.sink.push(tenant, batch) {
             Ok(outcome) => {
                 metrics::counter!("strata_rows_inserted_total", "type" => kind).increment(outcome.samples_written);
@@ -292,6 +297,26 @@ mod tests {
             .remote_write(Tenant::default(), &request(now_ms()), &meta)
             .unwrap_err();
         assert!(matches!(err, IngestFailure::Sink(SinkError::Unavailable(_))));
+    }
+
+    #[test]
+    fn metadata_only_request_is_not_pushed() {
+        let sink = Arc::new(MemorySink::new());
+        let ing = Ingestor::new(sink.clone(), IngestLimits::default());
+        let body = encode_snappy(&WriteRequest {
+            timeseries: vec![],
+            metadata: vec![crate::prompb::MetricMetadata {
+                r#type: 1,
+                metric_family_name: "up".into(),
+                help: "h".into(),
+                unit: String::new(),
+            }],
+        });
+        let out = ing
+            .remote_write(Tenant::default(), &body, &RequestMeta::default())
+            .unwrap();
+        assert_eq!(out.samples, 0);
+        assert_eq!(sink.push_count(), 0);
     }
 
     #[test]
