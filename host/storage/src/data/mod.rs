@@ -5,6 +5,15 @@
 //! become a searchable in-memory part; every `inmemory_flush_interval` in-memory parts are
 //! written to a small part on disk and listed in `parts.json`; background workers merge parts,
 //! applying deduplication, retention and deleted-series removal.
+//!
+//! Metrics (the `metrics` facade): counters `strata_rows_added_total`,
+//! `strata_rows_dropped_total{reason=retention|future|nan}`, `strata_merges_total{type}`,
+//! `strata_dedup_samples_removed_total`, `strata_retention_samples_removed_total`,
+//! `strata_deleted_samples_removed_total`, `strata_parts_quarantined_total`,
+//! `strata_storage_errors_total{kind=merge|flush|corrupt_part}`; gauges `strata_pending_rows`,
+//! `strata_partitions`, `strata_merges_running`, and per `type=inmemory|small|big`
+//! `strata_parts`, `strata_rows`, `strata_blocks`, `strata_data_size_bytes`; histogram
+//! `strata_merge_duration_seconds{type}`. Gauges refresh every pending-rows flush tick.
 
 pub mod block;
 pub mod merge;
