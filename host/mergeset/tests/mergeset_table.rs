@@ -268,3 +268,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn seeks_find_every_item_across_many_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Table::open(dir.path(), opts()).unwrap();
+    let items: Vec<Vec<u8>> = (0..30_000u32)
+        .map(|i| {
+            let mut v = format!("ns/{}/", i % 3).into_bytes();
+            v.extend_from_slice(&key(i));
+            v.extend_from_slice(&i.to_be_bytes());
+            v
+        })
+        .collect();
+    t.add_items(items.iter().map(|v| v.as_slice()));
+    t.flush().unwrap();
+    assert!(t.stats().items == 30_000);
+    let mut s = t.search();
+    for it in items.iter().step_by(7) {
+        assert_eq!(s.first_item_with_prefix(it).unwrap(), Some(it.as_slice()));
+        assert!(s.contains(it).unwrap());
+    }
+}

@@ -393,3 +393,32 @@ fn corrupt_index_part_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn big_results_read_tsids_by_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = IndexDb::open(dir.path(), opts()).unwrap();
+    let t = Tenant::default();
+    let mut want = Vec::new();
+    for i in 0..25_000 {
+        let v = i.to_string();
+        let g = (i % 2).to_string();
+        want.push(add(&db, t, &[("__name__", "big"), ("i", &v), ("g", &g)], T0));
+    }
+    // Another tenant's rows sit next to them in the id→TSID namespace.
+    add(
+        &db,
+        Tenant {
+            account_id: 1,
+            project_id: 0,
+        },
+        &[("__name__", "big")],
+        T0,
+    );
+    db.flush().unwrap();
+    want.sort();
+    assert_eq!(db.search_tsids(t, &[], ALL, 100_000).unwrap(), want);
+    let even: Vec<_> = db.search_tsids(t, &[f("g", "=", "0")], ALL, 100_000).unwrap();
+    assert_eq!(even.len(), 12_500);
+    assert!(even.iter().all(|x| want.binary_search(x).is_ok()));
+}

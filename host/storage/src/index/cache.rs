@@ -3,15 +3,37 @@
 //! least once per generation stay; the rest age out, with no per-entry bookkeeping.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use parking_lot::Mutex;
 
 const SHARDS: usize = 16;
 
+/// Keys are hashes or dense ids already: a multiply-mix is enough, and much cheaper than SipHash.
+#[derive(Default)]
+pub(crate) struct MixHasher(u64);
+
+impl Hasher for MixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(29) ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<MixHasher>>;
+
 struct Shard<K, V> {
-    curr: HashMap<K, V>,
-    prev: HashMap<K, V>,
+    curr: Map<K, V>,
+    prev: Map<K, V>,
 }
 
 /// A sharded, bounded cache of small `Copy` values.
@@ -26,8 +48,8 @@ impl<K: Hash + Eq + Copy, V: Copy> TwoGenCache<K, V> {
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
-                    curr: HashMap::new(),
-                    prev: HashMap::new(),
+                    curr: Map::default(),
+                    prev: Map::default(),
                 })
             })
             .collect();
@@ -39,7 +61,8 @@ impl<K: Hash + Eq + Copy, V: Copy> TwoGenCache<K, V> {
 
     fn shard(&self, k: &K, h: u64) -> &Mutex<Shard<K, V>> {
         let _ = k;
-        &self.shards[(h as usize) % SHARDS]
+        // Top bits pick the shard; the map's own hash mixes all bits.
+        &self.shards[(h >> 60) as usize % SHARDS]
     }
 
     /// Looks `k` up; `h` is any hash of `k` used to pick the shard.

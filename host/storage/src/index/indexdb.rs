@@ -28,6 +28,8 @@ const MS_PER_DAY: i64 = 86_400_000;
 const MAX_DAYS_FOR_PER_DAY_SEARCH: u64 = 40;
 /// With at most this many matching series, label names come from the series names.
 const MAX_IDS_FOR_DIRECT_LABELS: usize = 100_000;
+/// Above this many matches, TSIDs are read by one scan instead of a lookup per series.
+const SCAN_TSIDS_ABOVE: usize = 20_000;
 /// Where the metric id counter is persisted so it never goes backwards across restarts.
 const SEED_FILE: &str = "metric_id_seed";
 /// Rotation happens this long after a retention boundary (FORMATS.md §4.6: off-peak, issue 248).
@@ -37,32 +39,35 @@ const SEEN_DAYS: usize = 4;
 
 /// How long a created series stays in [`Recent`]: well beyond the 1 s after which mergeset
 /// makes pending items visible.
-const RECENT_GENERATION: Duration = Duration::from_secs(5);
+const RECENT_GENERATION: Duration = Duration::from_secs(3);
 
+/// Values are metric ids only: the rest of the TSID follows from the canonical name.
 #[derive(Default)]
 struct Recent {
-    curr: HashMap<u128, Tsid>,
-    prev: HashMap<u128, Tsid>,
+    curr: HashMap<(u64, u64), u64>,
+    prev: HashMap<(u64, u64), u64>,
     started: Option<std::time::Instant>,
 }
 
 impl Recent {
-    fn get(&self, k: u128) -> Option<Tsid> {
+    fn get(&self, k: (u64, u64)) -> Option<u64> {
         self.curr.get(&k).or_else(|| self.prev.get(&k)).copied()
     }
 
-    fn put(&mut self, k: u128, t: Tsid) {
+    fn put(&mut self, k: (u64, u64), id: u64) {
         let now = std::time::Instant::now();
         if self.started.is_none_or(|s| now.duration_since(s) >= RECENT_GENERATION) {
             self.prev = std::mem::take(&mut self.curr);
             self.started = Some(now);
         }
-        self.curr.insert(k, t);
+        self.curr.insert(k, id);
     }
 }
 
-fn hash128(b: &[u8]) -> u128 {
-    (u128::from(xxh64(b, 0)) << 64) | u128::from(xxh64(b, 0x9E37_79B9_7F4A_7C15))
+/// 128 bits of hash as two u64s (a u128 key would be 16-byte aligned and waste 8 bytes per
+/// cache entry).
+fn hash128(b: &[u8]) -> (u64, u64) {
+    (xxh64(b, 0), xxh64(b, 0x9E37_79B9_7F4A_7C15))
 }
 
 /// The set of deleted metric ids, shared with the data side.
@@ -153,7 +158,7 @@ struct Inner {
     tables: RwLock<Tables>,
     next_metric_id: AtomicU64,
     /// 128-bit hash of the raw name → (TSID, table generation it is registered in).
-    name_cache: TwoGenCache<u128, (Tsid, u64)>,
+    name_cache: TwoGenCache<(u64, u64), (Tsid, u64)>,
     id_cache: TwoGenCache<u64, Tsid>,
     /// date → ids whose per-day entries exist in the current table.
     seen: Mutex<HashMap<u64, Uint64Set>>,
@@ -172,6 +177,11 @@ struct Inner {
 pub struct IndexDb {
     inner: Arc<Inner>,
     rotator: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Spreads dense ids over cache shards (they share their high bits).
+fn mix(id: u64) -> u64 {
+    id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 fn now_nanos() -> u64 {
@@ -210,7 +220,7 @@ impl IndexDb {
             tracing::info!(path = %p.display(), "removing an index table older than the previous period");
             strata_fsutil::remove_dir_all_durable(&p).map_err(io("cannot remove", &p))?;
         }
-        let table_cache = opts.cache_bytes / 8;
+        let table_cache = opts.cache_bytes / 32;
         if gens.is_empty() {
             gens.push(now_nanos());
         }
@@ -285,16 +295,27 @@ impl IndexDb {
         let tables = self.inner.tables.read().all();
         let mut out = Vec::with_capacity(ids.len());
         let mut searchers: Vec<Searcher> = tables.iter().map(|t| t.searcher(tenant, false)).collect();
-        for id in ids.to_vec() {
-            if let Some(t) = self.inner.id_cache.get(&id, id) {
-                out.push(t);
-                continue;
-            }
+        if ids.len() > SCAN_TSIDS_ABOVE {
+            // One pass over the id→TSID rows beats a seek per id for big results.
+            let mut left = ids;
             for s in &mut searchers {
-                if let Some(t) = s.tsid_of(id)? {
-                    self.inner.id_cache.put(id, id, t);
-                    out.push(t);
+                s.tsids_scan(&mut left, &mut out)?;
+                if left.is_empty() {
                     break;
+                }
+            }
+        } else {
+            for id in ids.to_vec() {
+                if let Some(t) = self.inner.id_cache.get(&id, mix(id)) {
+                    out.push(t);
+                    continue;
+                }
+                for s in &mut searchers {
+                    if let Some(t) = s.tsid_of(id)? {
+                        self.inner.id_cache.put(id, mix(id), t);
+                        out.push(t);
+                        break;
+                    }
                 }
             }
         }
@@ -449,7 +470,7 @@ impl Inner {
         let mut raw = Vec::with_capacity(160);
         marshal_raw(&mut raw, tenant, labels)?;
         let key = hash128(&raw);
-        let h1 = (key >> 64) as u64;
+        let h1 = key.0;
         let date = day_of(ts);
         let curr = self.tables.read().curr.clone();
         if let Some((tsid, generation)) = self.name_cache.get(&key, h1)
@@ -485,7 +506,8 @@ impl Inner {
             .recent
             .lock()
             .get(mn_key)
-            .filter(|t| !self.deleted.contains(t.metric_id));
+            .filter(|id| !self.deleted.contains(*id))
+            .map(|id| cn.tsid(id));
         let (tsid, is_new) = if let Some(t) = recent {
             (t, false)
         } else if let Some(t) = self.lookup_name(&curr, tenant, &mn)? {
@@ -499,7 +521,7 @@ impl Inner {
         } else {
             let t = cn.tsid(self.next_metric_id.fetch_add(1, Ordering::Relaxed));
             self.register_global(&curr, &cn, t);
-            self.recent.lock().put(mn_key, t);
+            self.recent.lock().put(mn_key, t.metric_id);
             metrics::counter!("strata_index_new_series_total").increment(1);
             (t, true)
         };
@@ -808,7 +830,7 @@ impl Inner {
         let _g = self.create_lock.lock();
         let curr_gen = self.tables.read().curr.generation;
         let generation = now_nanos().max(curr_gen + 1);
-        let new = Arc::new(IdxTable::open(&self.dir, generation, self.opts.cache_bytes / 8)?);
+        let new = Arc::new(IdxTable::open(&self.dir, generation, self.opts.cache_bytes / 32)?);
         let old = {
             let mut t = self.tables.write();
             let old = t.prev.take();

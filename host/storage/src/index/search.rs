@@ -180,6 +180,33 @@ impl Searcher {
         Ok(Some(tsid))
     }
 
+    /// Moves the TSIDs of the ids in `left` found in this table into `out`, in one scan.
+    pub fn tsids_scan(&mut self, left: &mut Uint64Set, out: &mut Vec<Tsid>) -> Result<()> {
+        let p = tenant_prefix(NS_ID_TO_TSID, self.tenant);
+        let mut bad = false;
+        self.ts
+            .for_each_with_prefix(&p, |it| {
+                let rest = &it[p.len()..];
+                match (be_u64(rest), rest.get(8..).and_then(Tsid::unmarshal)) {
+                    (Some(id), Some((tsid, _))) => {
+                        if left.remove(id) {
+                            out.push(tsid);
+                        }
+                        !left.is_empty()
+                    }
+                    _ => {
+                        bad = true;
+                        false
+                    }
+                }
+            })
+            .map_err(ms_err)?;
+        if bad {
+            return Err(corrupt(&self.path, "tsid"));
+        }
+        Ok(())
+    }
+
     /// The ids matching every filter, for one day or (`None`) the whole table.
     pub fn eval(&mut self, date: Option<u64>, filters: &[Compiled]) -> Result<Uint64Set> {
         let mut filters: Vec<&Compiled> = filters.iter().filter(|f| !f.matches_everything()).collect();
