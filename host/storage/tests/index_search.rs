@@ -422,3 +422,37 @@ fn big_results_read_tsids_by_scan() {
     assert_eq!(even.len(), 12_500);
     assert!(even.iter().all(|x| want.binary_search(x).is_ok()));
 }
+
+#[test]
+fn concurrent_writers_agree_on_one_tsid_per_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(IndexDb::open(dir.path(), opts()).unwrap());
+    let deleted_view = db.deleted_metric_ids();
+    let t = Tenant::default();
+    let handles: Vec<_> = (0..4)
+        .map(|w| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                (0..500)
+                    .map(|i| {
+                        let v = i.to_string();
+                        // Half the writers send the labels in another order (another raw form).
+                        if w % 2 == 0 {
+                            add(&db, t, &[("__name__", "c"), ("i", &v), ("job", "j")], T0)
+                        } else {
+                            add(&db, t, &[("job", "j"), ("i", &v), ("__name__", "c")], T0)
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let results: Vec<Vec<_>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for r in &results[1..] {
+        assert_eq!(r, &results[0]);
+    }
+    assert_eq!(db.series_count(t, ALL).unwrap(), 500);
+    // The data side's view, taken before, sees later deletions.
+    db.delete_series(t, &[f("i", "=", "3")]).unwrap();
+    assert!(deleted_view.contains(results[0][3].metric_id));
+}
