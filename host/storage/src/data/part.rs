@@ -535,7 +535,10 @@ impl Part {
         file_sizes: [u64; 3],
     ) -> Result<Part> {
         let corrupt = |d: String| StorageError::corrupt(&path, d);
-        let limit = (header.blocks_count as usize).saturating_mul(METAINDEX_ROW_SIZE) + 1024;
+        // Every index block takes at least a zstd frame header (> 8 bytes) in index.bin, which
+        // bounds the metaindex by the file size whatever metadata.json claims.
+        let max_rows = (header.blocks_count).min(file_sizes[0] / 8 + 1) as usize;
+        let limit = max_rows.saturating_mul(METAINDEX_ROW_SIZE) + 1024;
         let raw = encoding::decompress(metaindex_z, limit).map_err(|e| corrupt(format!("metaindex.bin: {e}")))?;
         if raw.len() % METAINDEX_ROW_SIZE != 0 {
             return Err(corrupt(format!(
@@ -691,7 +694,13 @@ impl Part {
             |d: String| StorageError::corrupt(&self.path, format!("index.bin at {}: {d}", row.index_block_offset));
         let z = self.read_at(0, row.index_block_offset, row.index_block_size)?;
         let n = row.block_headers_count as usize;
-        let raw = encoding::decompress(&z, n.saturating_mul(BLOCK_HEADER_SIZE)).map_err(corrupt)?;
+        // Index blocks are flushed at 64 KiB; allow twice that, like the block limits.
+        let raw = encoding::decompress(
+            &z,
+            n.saturating_mul(BLOCK_HEADER_SIZE)
+                .min(2 * MAX_BLOCK_SIZE + BLOCK_HEADER_SIZE),
+        )
+        .map_err(corrupt)?;
         if raw.len() != n * BLOCK_HEADER_SIZE || n == 0 {
             return Err(corrupt(format!("{} bytes for {n} headers", raw.len())));
         }

@@ -207,6 +207,17 @@ fn zstd_compress(src: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
 }
 
 fn zstd_decompress(src: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
+    // Allocate what the frame declares, never more than the caller allows: a damaged header
+    // must not turn into a huge allocation.
+    let declared = zstd::zstd_safe::get_frame_content_size(src)
+        .map_err(|_| std::io::Error::other("bad zstd frame header"))?
+        .ok_or_else(|| std::io::Error::other("zstd frame without content size"))?;
+    if declared > limit as u64 {
+        return Err(std::io::Error::other(format!(
+            "zstd frame declares {declared} bytes, limit {limit}"
+        )));
+    }
+    let limit = declared as usize;
     DECOMPRESSOR.with(|d| {
         let mut d = d.borrow_mut();
         if d.is_none() {
