@@ -16,6 +16,7 @@
 //! Decoding runs on tokio's blocking pool: it is CPU work, and `SampleSink::push` may block.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -34,6 +35,19 @@ use crate::read_body;
 #[derive(Clone)]
 struct IngestState {
     ingestor: Ingestor,
+    /// Bounds requests being decoded at once (memory: each may hold a 32 MiB body).
+    slots: Arc<tokio::sync::Semaphore>,
+    queue_wait: Duration,
+}
+
+impl IngestState {
+    fn new(sink: Arc<dyn SampleSink>, limits: IngestLimits) -> Self {
+        Self {
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.concurrency())),
+            queue_wait: Duration::from_millis(limits.max_queue_wait_ms),
+            ingestor: Ingestor::new(sink, limits),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -45,9 +59,7 @@ enum Kind {
 
 /// Single-node ingestion routes, writing for tenant 0:0.
 pub fn routes(sink: Arc<dyn SampleSink>, limits: IngestLimits) -> Router {
-    let state = IngestState {
-        ingestor: Ingestor::new(sink, limits),
-    };
+    let state = IngestState::new(sink, limits);
     let mut router = Router::new();
     for prefix in ["", "/prometheus"] {
         router = router
@@ -66,9 +78,7 @@ pub fn routes(sink: Arc<dyn SampleSink>, limits: IngestLimits) -> Router {
 /// (`/api/v1/write`, `/api/v1/push`, `/api/v1/import`, `/api/v1/import/prometheus`, and the
 /// bare `/insert/<t>/prometheus` that vmagent uses as a remote-write URL).
 pub fn insert_routes(sink: Arc<dyn SampleSink>, limits: IngestLimits) -> Router {
-    let state = IngestState {
-        ingestor: Ingestor::new(sink, limits),
-    };
+    let state = IngestState::new(sink, limits);
     Router::new()
         .route(
             "/insert/{tenant}/prometheus",
@@ -191,6 +201,21 @@ async fn handle(st: IngestState, kind: Kind, tenant: Tenant, uri: Uri, headers: 
         };
         let content_type = header_string(&headers, header::CONTENT_TYPE);
         let content_encoding = header_string(&headers, header::CONTENT_ENCODING);
+        // Wait for a slot before reading the body, so waiting requests hold no body memory.
+        let _slot = match tokio::time::timeout(st.queue_wait, st.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                metrics::counter!("strata_ingest_requests_throttled_total").increment(1);
+                return Err(Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorType::Unavailable,
+                    format!(
+                        "too many concurrent ingestion requests (max_concurrent_requests={}); retry later",
+                        st.ingestor.limits().concurrency()
+                    ),
+                )));
+            }
+        };
         let bytes = read_body(body).await.map_err(Err)?;
         let ingestor = st.ingestor.clone();
         let joined = tokio::task::spawn_blocking(move || {

@@ -351,6 +351,39 @@ async fn storage_unavailable_is_503() {
     assert!(r.body.contains("unavailable"), "{}", r.body);
 }
 
+/// A sink whose pushes wait for a signal, to hold a request's slot.
+struct GatedSink(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+impl SampleSink for GatedSink {
+    fn push(&self, _: Tenant, batch: &strata_ingest::MetricBatch) -> Result<strata_ingest::PushOutcome, SinkError> {
+        let rx = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = rx.recv_timeout(Duration::from_secs(5));
+        Ok(strata_ingest::PushOutcome {
+            samples_written: batch.sample_count() as u64,
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_concurrent_requests_is_503() {
+    let (release, gate) = std::sync::mpsc::channel();
+    let sink = Arc::new(GatedSink(std::sync::Mutex::new(gate)));
+    let limits = IngestLimits {
+        max_concurrent_requests: 1,
+        max_queue_wait_ms: 50,
+        ..IngestLimits::default()
+    };
+    let router = routes(sink, limits);
+    let body = rw1(vec![ts(&[("__name__", "m")], &[(now_ms(), 1.0)])]);
+    let first = tokio::spawn(send(router.clone(), post("/api/v1/write", body.clone())));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = send(router, post("/api/v1/write", body)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert!(r.body.contains("max_concurrent_requests"), "{}", r.body);
+    release.send(()).unwrap();
+    assert_eq!(first.await.unwrap().status, StatusCode::NO_CONTENT);
+}
+
 #[tokio::test]
 async fn imports_with_extra_labels_and_timestamp() {
     let sink = Arc::new(MemorySink::new());

@@ -38,6 +38,13 @@ pub struct IngestLimits {
     /// How old a timestamp may be, in ms; `None` accepts any age. The appliance sets this to
     /// the storage retention, so data that would be deleted at once is refused instead.
     pub max_age_ms: Option<i64>,
+    /// Most ingestion requests decoded at once; 0 means twice the CPU count. Each holds up to
+    /// `max_decompressed_bytes` plus its batch in memory, so this bounds ingestion memory.
+    pub max_concurrent_requests: usize,
+    /// How long a request waits for a free slot before it is answered 503, in ms. 10 s: shorter
+    /// than Prometheus' default 30 s remote timeout, so the sender sees "retry later" instead of
+    /// a timeout.
+    pub max_queue_wait_ms: u64,
 }
 
 impl Default for IngestLimits {
@@ -49,7 +56,19 @@ impl Default for IngestLimits {
             max_label_value_bytes: 4096,
             max_future_ms: 2 * 24 * 3600 * 1000,
             max_age_ms: None,
+            max_concurrent_requests: 0,
+            max_queue_wait_ms: 10_000,
         }
+    }
+}
+
+impl IngestLimits {
+    /// `max_concurrent_requests` with 0 resolved to twice the CPU count.
+    pub fn concurrency(&self) -> usize {
+        if self.max_concurrent_requests > 0 {
+            return self.max_concurrent_requests;
+        }
+        std::thread::available_parallelism().map_or(4, |n| n.get() * 2)
     }
 }
 
