@@ -357,6 +357,15 @@ mod tests {
     }
 
     #[test]
+    fn limits_deserialize_with_defaults_and_refuse_unknown_keys() {
+        let l: IngestLimits = serde_json::from_str(r#"{"max_labels_per_series": 60}"#).unwrap();
+        assert_eq!(l.max_labels_per_series, 60);
+        assert_eq!(l.max_label_value_bytes, 4096);
+        let err = serde_json::from_str::<IngestLimits>(r#"{"max_labels": 60}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
     fn series_without_samples_are_dropped() {
         let mut b = one(&[("a", "x")], &[]);
         b.add_series([("b", "y")], [(NOW, 1.0)]).unwrap();
