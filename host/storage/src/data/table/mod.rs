@@ -26,6 +26,8 @@ const FUTURE_MS: i64 = 2 * 86_400_000;
 /// 1970-01-02: earlier timestamps are treated as garbage.
 const MIN_VALID_TS: i64 = 86_400_000;
 const MAX_SHARD_ROWS: usize = (8 << 20) / std::mem::size_of::<RawRow>();
+/// In-memory parts per partition above which they are flushed before their deadline.
+const MAX_INMEMORY_PARTS: usize = 15;
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const RETENTION_CHECK: Duration = Duration::from_secs(60);
@@ -365,6 +367,8 @@ impl Inner {
         for p in parts {
             let picked: Vec<_> = {
                 let lists = p.parts.lock();
+                // Many in-memory parts slow every search down: write them out early then.
+                let all = all || lists.inmemory.len() > MAX_INMEMORY_PARTS;
                 lists
                     .inmemory
                     .iter()
