@@ -14,14 +14,14 @@ use xxhash_rust::xxh64::xxh64;
 use super::cache::TwoGenCache;
 use super::filters::{Compiled, compile};
 use super::keys::{
-    NS_DATE_TO_ID, NS_DELETED, NS_ID_TO_NAME, NS_ID_TO_TSID, be_u64, merge_tag_rows, name_to_tsid_prefix, tag_prefix,
-    tenant_prefix,
+    NS_DATE_TO_ID, NS_DELETED, NS_ID_TO_NAME, NS_ID_TO_TSID, NS_NAME_TO_TSID, be_u64, merge_tag_rows,
+    name_to_tsid_prefix, tag_prefix, tenant_prefix,
 };
 use super::metric_name::{CanonicalName, marshal_raw, put_tag_part};
 use super::search::{Searcher, ms_err};
 use super::uint64set::Uint64Set;
 use super::{IndexOptions, Label, MetricName, TagFilter, TsdbStatus};
-use crate::{DeletedMetricIds, Result, StorageError, Tenant, TimeRange, Tsid};
+use crate::{DeletedMetricIds, Result, StorageError, TSID_SIZE, Tenant, TimeRange, Tsid};
 
 const MS_PER_DAY: i64 = 86_400_000;
 /// Ranges spanning more days than this search the global index (FORMATS.md §4.2).
@@ -88,6 +88,49 @@ struct IdxTable {
     table: Option<Table>,
     /// Set when rotated out: the directory is removed once the last search lets go.
     remove_on_drop: std::sync::atomic::AtomicBool,
+    /// Which canonical names may be registered here: a brand-new series skips the index lookup.
+    names: NameFilter,
+}
+
+/// A Bloom filter over canonical-name hashes (3 probes, ~10 bits per name). Sized at open for
+/// the names already present plus room for 2M more; past its capacity it answers "maybe"
+/// always, which only costs the lookups it was saving.
+struct NameFilter {
+    bits: Vec<AtomicU64>,
+    mask: u64,
+    count: AtomicU64,
+    capacity: u64,
+}
+
+impl NameFilter {
+    fn new(existing: u64) -> NameFilter {
+        let m = ((existing + 2_000_000) * 10).next_power_of_two().max(1 << 23);
+        NameFilter {
+            bits: (0..m / 64).map(|_| AtomicU64::new(0)).collect(),
+            mask: m - 1,
+            count: AtomicU64::new(0),
+            capacity: m / 10,
+        }
+    }
+
+    fn probes(&self, h: (u64, u64)) -> [u64; 3] {
+        [0u64, 1, 2].map(|i| h.0.wrapping_add(i.wrapping_mul(h.1 | 1)) & self.mask)
+    }
+
+    fn add(&self, h: (u64, u64)) {
+        for b in self.probes(h) {
+            self.bits[(b / 64) as usize].fetch_or(1 << (b % 64), Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn may_contain(&self, h: (u64, u64)) -> bool {
+        self.count.load(Ordering::Relaxed) > self.capacity
+            || self
+                .probes(h)
+                .iter()
+                .all(|&b| self.bits[(b / 64) as usize].load(Ordering::Relaxed) & (1 << (b % 64)) != 0)
+    }
 }
 
 impl IdxTable {
@@ -99,11 +142,27 @@ impl IdxTable {
             ..TableOptions::default()
         };
         let table = Table::open(&path, opts).map_err(ms_err)?;
+        // Fill the name filter from the name→TSID items (`00 MN 02 TSID`).
+        let mut hashes = Vec::new();
+        table
+            .search()
+            .for_each_with_prefix(&[NS_NAME_TO_TSID], |it| {
+                if it.len() > 1 + 1 + TSID_SIZE {
+                    hashes.push(hash128(&it[1..it.len() - 1 - TSID_SIZE]));
+                }
+                true
+            })
+            .map_err(ms_err)?;
+        let names = NameFilter::new(hashes.len() as u64);
+        for h in hashes {
+            names.add(h);
+        }
         Ok(IdxTable {
             generation,
             path,
             table: Some(table),
             remove_on_drop: false.into(),
+            names,
         })
     }
 
@@ -510,10 +569,10 @@ impl Inner {
             .map(|id| cn.tsid(id));
         let (tsid, is_new) = if let Some(t) = recent {
             (t, false)
-        } else if let Some(t) = self.lookup_name(&curr, tenant, &mn)? {
+        } else if let Some(t) = self.lookup_name(&curr, tenant, &mn, mn_key)? {
             (t, false)
         } else if let Some(t) = match &prev {
-            Some(p) => self.lookup_name(p, tenant, &mn)?,
+            Some(p) => self.lookup_name(p, tenant, &mn, mn_key)?,
             None => None,
         } {
             self.register_global(&curr, &cn, t);
@@ -532,7 +591,10 @@ impl Inner {
     }
 
     /// A live TSID registered under this canonical name in `t`.
-    fn lookup_name(&self, t: &IdxTable, tenant: Tenant, mn: &[u8]) -> Result<Option<Tsid>> {
+    fn lookup_name(&self, t: &IdxTable, tenant: Tenant, mn: &[u8], mn_key: (u64, u64)) -> Result<Option<Tsid>> {
+        if !t.names.may_contain(mn_key) {
+            return Ok(None);
+        }
         let p = name_to_tsid_prefix(mn);
         let mut s = t.searcher(tenant, true);
         let mut found = None;
@@ -551,6 +613,7 @@ impl Inner {
     fn register_global(&self, t: &IdxTable, cn: &CanonicalName, tsid: Tsid) {
         let mut mn = Vec::with_capacity(128);
         cn.marshal(&mut mn);
+        t.names.add(hash128(&mn));
         let id = tsid.metric_id.to_be_bytes();
         let mut tsid_b = Vec::with_capacity(32);
         tsid.marshal(&mut tsid_b);
