@@ -135,3 +135,106 @@ impl Load<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Body;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+
+    /// A tiny HTTP/1.1 server: records every body; answers 400 to bodies starting with "bad".
+    fn server() -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/write", listener.local_addr().expect("addr"));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let record = Arc::clone(&record);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    let mut stream = stream;
+                    loop {
+                        let mut len = 0usize;
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let answer: &[u8] = if body.starts_with(b"bad") {
+                            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 8\r\n\r\nno thank"
+                        } else {
+                            b"HTTP/1.1 204 No Content\r\n\r\n"
+                        };
+                        record.lock().expect("lock").push(body);
+                        if stream.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    #[test]
+    fn every_body_once_in_order_per_chunk_and_rejections_counted() {
+        let (url, seen) = server();
+        // 7 scrape rounds of 5 chunks; 3 clients share them unevenly.
+        let mut plan = Plan::default();
+        for s in 0..7u8 {
+            let bodies = (0..5u8)
+                .map(|c| {
+                    let bytes = if s == 3 && c == 1 {
+                        b"bad".to_vec()
+                    } else {
+                        vec![b'a' + c, b'0' + s]
+                    };
+                    Body { bytes, samples: 10 }
+                })
+                .collect();
+            plan.scrapes.push(bodies);
+            plan.samples += 50;
+        }
+        let headers = [("Content-Type", "text/plain")];
+        let result = Load {
+            url,
+            headers: &headers,
+            clients: 3,
+            round_scrapes: 2,
+            pid: std::process::id(),
+            timeout: Duration::from_secs(10),
+        }
+        .run(&plan);
+        assert_eq!(result.requests, 35);
+        assert_eq!(result.rejected_requests, 1);
+        assert_eq!(result.samples_rejected, 10);
+        assert_eq!(result.failed_requests, 0);
+        assert_eq!(result.first_rejection.as_deref(), Some("HTTP 400: no thank"));
+        let seen = seen.lock().expect("lock").clone();
+        assert_eq!(seen.len(), 35);
+        for c in 0..5u8 {
+            let order: Vec<u8> = seen
+                .iter()
+                .filter(|b| b.len() == 2 && b[0] == b'a' + c)
+                .map(|b| b[1])
+                .collect();
+            let expected: Vec<u8> = (0..7u8).filter(|s| !(*s == 3 && c == 1)).map(|s| b'0' + s).collect();
+            assert_eq!(order, expected, "chunk {c} out of order");
+        }
+    }
+}
