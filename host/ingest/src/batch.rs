@@ -295,7 +295,7 @@ impl MetricBatch {
                 || l.value_len as usize > max_value
                 || name.len() > max_name
                 || !crate::limits::is_valid_label_name_bytes(name)
-                || (k > 0 && name <= prev)
+                || (k > 0 && !strictly_after(name, prev))
             {
                 return false;
             }
@@ -356,6 +356,18 @@ impl MetricBatch {
         }
         Ok(())
     }
+}
+
+/// `a > b` in byte order. Label names are short and usually differ in the first byte, where a
+/// `memcmp` call costs more than the comparison.
+#[inline]
+fn strictly_after(a: &[u8], b: &[u8]) -> bool {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x > y;
+        }
+    }
+    a.len() > b.len()
 }
 
 /// Label bytes being collected by a decoder; see [`MetricBatch::begin_raw`].
@@ -504,6 +516,21 @@ mod tests {
         let mut raw = b.begin_raw();
         b.push_label_raw(&mut raw, b"a", b"\xff").unwrap();
         assert_eq!(b.finish_raw(raw), Err((0, 0)));
+    }
+
+    #[test]
+    fn strictly_after_is_byte_order() {
+        for (a, b) in [
+            ("b", "a"),
+            ("ab", "a"),
+            ("job", "instance"),
+            ("a", "a"),
+            ("a", "ab"),
+            ("", ""),
+            ("Z", "_"),
+        ] {
+            assert_eq!(strictly_after(a.as_bytes(), b.as_bytes()), a > b, "{a} vs {b}");
+        }
     }
 
     #[test]

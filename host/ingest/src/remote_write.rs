@@ -189,6 +189,18 @@ fn decode_v1_series(
 /// A `Label` message as raw bytes; UTF-8 is checked for the whole request at once.
 #[inline]
 fn decode_label(msg: &[u8], base: usize) -> Result<(&[u8], &[u8]), WireError> {
+    // Fast path: the canonical encoding `0x0a len name 0x12 len value` with one-byte lengths,
+    // which is what senders produce for all but very long labels.
+    if let [0x0a, name_len, rest @ ..] = msg {
+        let name_len = *name_len as usize;
+        if name_len < 0x80
+            && let Some((name, rest)) = rest.split_at_checked(name_len)
+            && let [0x12, value_len, value @ ..] = rest
+            && (*value_len as usize) == value.len()
+        {
+            return Ok((name, value));
+        }
+    }
     let mut r = Reader::new(msg, base);
     let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
     while !r.at_end() {
