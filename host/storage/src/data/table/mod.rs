@@ -103,14 +103,22 @@ impl Table {
         inner.load_partitions()?;
         inner.enforce_retention();
         inner.update_gauges();
-        let mut workers = Vec::new();
+        let mut table = Table {
+            inner: inner.clone(),
+            workers: Vec::new(),
+        };
         let w = inner.clone();
-        workers.push(spawn("strata-data-flush", move || w.flush_worker()));
+        table
+            .workers
+            .push(spawn("strata-data-flush", move || w.flush_worker())?);
         for i in 0..cpus {
             let w = inner.clone();
-            workers.push(spawn(&format!("strata-data-merge-{i}"), move || w.merge_worker()));
+            // On failure `table` drops here, which stops the workers already started.
+            table
+                .workers
+                .push(spawn(&format!("strata-data-merge-{i}"), move || w.merge_worker())?);
         }
-        Ok(Table { inner, workers })
+        Ok(table)
     }
 
     /// Buffers rows. Rows outside the retention window, more than 2 days in the future, or with
@@ -189,13 +197,11 @@ impl Drop for Table {
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
-    match std::thread::Builder::new().name(name.to_string()).spawn(f) {
-        Ok(h) => h,
-        // Without its threads the engine cannot work at all; this only happens when the OS
-        // refuses new threads, so failing loudly beats running without flushes.
-        Err(e) => panic!("cannot start thread {name}: {e}"),
-    }
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map_err(|e| StorageError::Unavailable(format!("cannot start thread {name}: {e}")))
 }
 
 fn free_disk_bytes(path: &Path) -> u64 {
