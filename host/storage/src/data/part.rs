@@ -464,6 +464,7 @@ pub struct Part {
     size_bytes: u64,
     file_sizes: [u64; 3],
     cache: Mutex<HashMap<u64, Arc<Vec<BlockHeader>>>>,
+    reads: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Part {
@@ -575,6 +576,7 @@ impl Part {
             size_bytes,
             file_sizes,
             cache: Mutex::new(HashMap::new()),
+            reads: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -641,7 +643,14 @@ impl Part {
         &self.metaindex
     }
 
+    /// How many reads of index.bin, timestamps.bin and values.bin this part has served (for
+    /// tests and diagnostics: a search must read only what it needs).
+    pub fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn read_at(&self, which: usize, off: u64, size: u32) -> Result<Vec<u8>> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let end = off
             .checked_add(u64::from(size))
             .filter(|&e| e <= self.file_sizes[which]);
@@ -890,6 +899,18 @@ mod tests {
         let (mut t, mut v) = (vec![], vec![]);
         file.search_series(&tsid(5000), tr, &mut t, &mut v).unwrap();
         assert!(t.is_empty());
+        // A search reads one index block and one timestamps and one values block; a second
+        // search of the same series hits the index cache.
+        let fresh = Part::open(&pdir).unwrap();
+        let before = fresh.reads();
+        fresh.search_series(&tsid(1234), tr, &mut vec![], &mut vec![]).unwrap();
+        assert_eq!(fresh.reads() - before, 3);
+        fresh.search_series(&tsid(1234), tr, &mut vec![], &mut vec![]).unwrap();
+        assert_eq!(fresh.reads() - before, 5);
+        // Outside the part's time range, nothing is read.
+        let far = TimeRange { min: 0, max: 10 };
+        fresh.search_series(&tsid(1235), far, &mut vec![], &mut vec![]).unwrap();
+        assert_eq!(fresh.reads() - before, 5);
         // Identical timestamps are stored once.
         let ts_len = std::fs::metadata(pdir.join(TIMESTAMPS_FILE)).unwrap().len();
         assert!(ts_len < 100, "timestamps.bin is {ts_len} bytes");
