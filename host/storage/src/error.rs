@@ -33,6 +33,9 @@ pub enum StorageError {
         /// The limit in force.
         limit: usize,
     },
+    /// The data directory is in use by another process (or cannot be locked).
+    #[error("{0}")]
+    Locked(String),
     /// The engine cannot accept writes now (disk nearly full, shutting down); retry later.
     #[error("storage is not accepting writes: {0}")]
     Unavailable(String),
@@ -41,12 +44,19 @@ pub enum StorageError {
 impl StorageError {
     /// An I/O error with its operation and path.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { op, path: path.into(), source }
+        Self::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     /// A corruption error naming `path`.
     pub fn corrupt(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
-        Self::Corrupt { path: path.into(), detail: detail.into() }
+        Self::Corrupt {
+            path: path.into(),
+            detail: detail.into(),
+        }
     }
 }
 

@@ -10,8 +10,10 @@ pub mod deleted;
 pub mod encoding;
 pub mod error;
 pub mod index;
+pub mod storage;
 pub mod tsid;
 
 pub use deleted::{DeletedMetricIds, NoDeletedMetricIds};
 pub use error::{Result, StorageError};
+pub use storage::{SharedStorage, Storage, StorageOptions};
 pub use tsid::{TSID_SIZE, Tenant, TimeRange, Tsid};

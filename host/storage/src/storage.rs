@@ -1,0 +1,327 @@
+//! The `Storage` facade: one data directory with its lock, the index and the data table,
+//! snapshots, and the operations the HTTP API and the query engine need.
+//!
+//! Layout (DESIGN.md §3):
+//! ```text
+//! <data>/flock.lock        one process per data dir
+//! <data>/data/             the samples (data::Table)
+//! <data>/indexdb/          the index (index::IndexDb)
+//! <data>/snapshots/<name>/ hard-linked copies: data/ and indexdb/
+//! ```
+//! Writes go index first (a series gets its TSID and index entries), then data, so that every
+//! sample on disk belongs to a series the index can find.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use strata_fsutil::DirLock;
+
+use crate::data::{RawRow, Table, TableOptions, TableStats};
+use crate::index::{IndexDb, IndexOptions, Label, MetricName, TagFilter, TsdbStatus};
+use crate::{Result, StorageError, Tenant, TimeRange};
+
+/// Everything `Storage::open` needs.
+#[derive(Clone, Debug)]
+pub struct StorageOptions {
+    /// The data directory.
+    pub data_path: PathBuf,
+    /// The data side.
+    pub table: TableOptions,
+    /// The index side.
+    pub index: IndexOptions,
+}
+
+/// One data directory, open.
+pub struct Storage {
+    path: PathBuf,
+    index: IndexDb,
+    table: Table,
+    snapshot_counter: AtomicU32,
+    // Dropped last: the lock outlives every file handle.
+    _lock: DirLock,
+}
+
+/// Rows resolved per call to the table, to bound the temporary buffer.
+const ROWS_PER_CHUNK: usize = 8_000;
+
+impl Storage {
+    /// Locks the directory (a second process fails at once with a clear message), then opens
+    /// the index and the table.
+    pub fn open(options: StorageOptions) -> Result<Storage> {
+        let path = options.data_path.clone();
+        let lock = DirLock::acquire(&path).map_err(|err| StorageError::Locked(err.to_string()))?;
+        let index = IndexDb::open(&path.join("indexdb"), options.index)?;
+        let table = Table::open(&path.join("data"), options.table, index.deleted_metric_ids())?;
+        let snapshots = path.join("snapshots");
+        strata_fsutil::create_dir_all_durable(&snapshots)
+            .map_err(|e| StorageError::io("cannot create", &snapshots, e))?;
+        Ok(Storage {
+            path,
+            index,
+            table,
+            snapshot_counter: AtomicU32::new(0),
+            _lock: lock,
+        })
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Adds the samples of one series. `timestamps` and `values` have the same length. The
+    /// series is resolved once per day its samples touch, so per-day index entries exist for
+    /// every day with data.
+    pub fn add_series(&self, tenant: Tenant, labels: &[Label<'_>], timestamps: &[i64], values: &[f64]) -> Result<()> {
+        if timestamps.len() != values.len() {
+            return Err(StorageError::InvalidInput(format!(
+                "{} timestamps but {} values",
+                timestamps.len(),
+                values.len()
+            )));
+        }
+        let mut rows = Vec::with_capacity(timestamps.len().min(ROWS_PER_CHUNK));
+        let mut current: Option<(i64, crate::Tsid)> = None;
+        for (&timestamp, &value) in timestamps.iter().zip(values) {
+            let day = timestamp.div_euclid(MS_PER_DAY);
+            let tsid = match current {
+                Some((d, tsid)) if d == day => tsid,
+                _ => {
+                    let tsid = self.index.get_or_create_tsid(tenant, labels, timestamp)?;
+                    current = Some((day, tsid));
+                    tsid
+                }
+            };
+            rows.push(RawRow { tsid, timestamp, value });
+            if rows.len() == ROWS_PER_CHUNK {
+                self.table.add_rows(&rows)?;
+                rows.clear();
+            }
+        }
+        if !rows.is_empty() {
+            self.table.add_rows(&rows)?;
+        }
+        Ok(())
+    }
+
+    /// Visits every series matching `filters` that has samples in `tr`, with its name and
+    /// samples. Fails with `TooManySeries` over `max_series`.
+    pub fn search(
+        &self,
+        tenant: Tenant,
+        filters: &[TagFilter],
+        tr: TimeRange,
+        max_series: usize,
+        visit: &mut dyn FnMut(&MetricName, &[i64], &[f64]) -> Result<()>,
+    ) -> Result<()> {
+        let tsids = self.index.search_tsids(tenant, filters, tr, max_series)?;
+        self.table.search(&tsids, tr, &mut |tsid, timestamps, values| {
+            // A series whose name is gone was deleted between the two reads: skip it.
+            match self.index.metric_name(tsid)? {
+                Some(name) => visit(&name, timestamps, values),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// The names of the series matching `filters` in `tr`.
+    pub fn series(
+        &self,
+        tenant: Tenant,
+        filters: &[TagFilter],
+        tr: TimeRange,
+        max_series: usize,
+    ) -> Result<Vec<MetricName>> {
+        self.index.search_metric_names(tenant, filters, tr, max_series)
+    }
+
+    /// Label names of the series matching `filters` in `tr`.
+    pub fn label_names(
+        &self,
+        tenant: Tenant,
+        filters: &[TagFilter],
+        tr: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.index.label_names(tenant, filters, tr, limit)
+    }
+
+    /// Values of label `name` over the series matching `filters` in `tr`.
+    pub fn label_values(
+        &self,
+        tenant: Tenant,
+        name: &str,
+        filters: &[TagFilter],
+        tr: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.index.label_values(tenant, name, filters, tr, limit)
+    }
+
+    /// How many series have samples in `tr`.
+    pub fn series_count(&self, tenant: Tenant, tr: TimeRange) -> Result<u64> {
+        self.index.series_count(tenant, tr)
+    }
+
+    /// Cardinality statistics for one day.
+    pub fn tsdb_status(
+        &self,
+        tenant: Tenant,
+        date_ms: i64,
+        focus_label: Option<&str>,
+        top_n: usize,
+    ) -> Result<TsdbStatus> {
+        self.index.tsdb_status(tenant, date_ms, focus_label, top_n)
+    }
+
+    /// Deletes the series matching `filters`: invisible at once, removed from disk by merges.
+    pub fn delete_series(&self, tenant: Tenant, filters: &[TagFilter]) -> Result<u64> {
+        self.index.delete_series(tenant, filters)
+    }
+
+    /// Everything buffered goes to disk; durable when this returns.
+    pub fn force_flush(&self) -> Result<()> {
+        self.index.flush()?;
+        self.table.flush()
+    }
+
+    /// Merges the parts of the partitions whose name starts with `partition_prefix`.
+    pub fn force_merge(&self, partition_prefix: &str) -> Result<()> {
+        self.table.force_merge(partition_prefix)
+    }
+
+    /// Data-side statistics.
+    pub fn stats(&self) -> TableStats {
+        self.table.stats()
+    }
+
+    /// Creates a snapshot: flushes, then hard-links every part under `snapshots/<name>/`.
+    /// Instant (no data is copied) and consistent at the flush boundary. Returns the name.
+    pub fn create_snapshot(&self) -> Result<String> {
+        self.force_flush()?;
+        let counter = self.snapshot_counter.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}-{:08X}", utc_compact_now(), counter);
+        let dir = self.snapshots_dir().join(&name);
+        let tmp = self.snapshots_dir().join(format!("{name}.tmp"));
+        let result = (|| {
+            self.index.snapshot(&tmp.join("indexdb"))?;
+            self.table.snapshot(&tmp.join("data"))?;
+            std::fs::rename(&tmp, &dir).map_err(|e| StorageError::io("cannot rename", &tmp, e))?;
+            strata_fsutil::fsync_dir(&self.snapshots_dir())
+                .map_err(|e| StorageError::io("cannot sync", self.snapshots_dir(), e))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        result.map(|()| name)
+    }
+
+    /// Names of the existing snapshots, oldest first.
+    pub fn list_snapshots(&self) -> Result<Vec<String>> {
+        let dir = self.snapshots_dir();
+        let entries = std::fs::read_dir(&dir).map_err(|e| StorageError::io("cannot list", &dir, e))?;
+        let mut names: Vec<String> = entries
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.path().is_dir())
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|name| is_snapshot_name(name))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes one snapshot. Unknown or malformed names are `InvalidInput`.
+    pub fn delete_snapshot(&self, name: &str) -> Result<()> {
+        if !is_snapshot_name(name) {
+            return Err(StorageError::InvalidInput(format!("{name:?} is not a snapshot name")));
+        }
+        let dir = self.snapshots_dir().join(name);
+        if !dir.is_dir() {
+            return Err(StorageError::InvalidInput(format!("no snapshot named {name:?}")));
+        }
+        strata_fsutil::remove_dir_all_durable(&dir).map_err(|e| StorageError::io("cannot remove", &dir, e))
+    }
+
+    /// Flushes everything and closes. Dropping without `close` loses at most the last
+    /// unflushed seconds, never a listed part.
+    pub fn close(self) -> Result<()> {
+        let Storage {
+            index, table, _lock, ..
+        } = self;
+        let table_result = table.close();
+        let index_result = index.close();
+        table_result.and(index_result)
+    }
+
+    fn snapshots_dir(&self) -> PathBuf {
+        self.path.join("snapshots")
+    }
+}
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Snapshot names are `YYYYMMDDhhmmss-XXXXXXXX`; anything else in the directory is not ours
+/// (and a name from a request must not escape the directory).
+fn is_snapshot_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() == 23
+        && bytes[..14].iter().all(u8::is_ascii_digit)
+        && bytes[14] == b'-'
+        && bytes[15..].iter().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The current UTC time as `YYYYMMDDhhmmss`.
+fn utc_compact_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{year:04}{month:02}{day:02}{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar, by the
+/// well-known era arithmetic (400-year cycles of 146097 days).
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Shared so the HTTP layer can hand the storage to many handlers.
+pub type SharedStorage = Arc<Storage>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(59), (1970, 3, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_819), (2027, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn snapshot_names() {
+        assert!(is_snapshot_name("20261122023000-0000000A"));
+        assert!(!is_snapshot_name("../../etc"));
+        assert!(!is_snapshot_name("20261122023000-0000000A.tmp"));
+    }
+}
