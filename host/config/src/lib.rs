@@ -181,6 +181,8 @@ pub struct ApplianceConfig {
     pub http: HttpConfig,
     /// `[storage]`.
     pub storage: StorageConfig,
+    /// `[ingest]`.
+    pub ingest: IngestConfig,
 }
 
 /// `[log]`: logging.
@@ -232,6 +234,28 @@ pub struct StorageConfig {
     /// Samples older than this are invisible to queries and removed by merges and partition
     /// drops. At least 1d, at most 100y.
     pub retention_period: HumanDuration,
+    /// How often in-memory parts are written to disk: the most recent data a crash can lose.
+    /// At least 1s.
+    pub inmemory_flush_interval: HumanDuration,
+    /// Keep one sample per series per interval (the last one); 0s keeps every sample. Set it to
+    /// the scrape interval when two agents scrape the same targets (HA pairs).
+    pub dedup_min_scrape_interval: HumanDuration,
+    /// What to do with a listed part that fails to open: `fail` refuses to start (naming the
+    /// part), `quarantine` moves it aside to `<data_path>/quarantine/` and starts without it.
+    pub on_corrupt_part: CorruptPartPolicy,
+    /// Background merges that would leave less free disk than this are skipped.
+    pub min_free_disk_space: ByteSize,
+}
+
+/// `storage.on_corrupt_part`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CorruptPartPolicy {
+    /// Refuse to start and name the part.
+    #[default]
+    Fail,
+    /// Move the part aside, log and count it, start without it.
+    Quarantine,
 }
 
 /// The shortest retention accepted (one day), as VictoriaMetrics.
@@ -245,6 +269,40 @@ impl Default for StorageConfig {
             data_path: PathBuf::from("strata-data"),
             // One month, as VictoriaMetrics' default `-retentionPeriod=1`.
             retention_period: HumanDuration::from_secs(31 * 86_400),
+            inmemory_flush_interval: HumanDuration::from_secs(5),
+            dedup_min_scrape_interval: HumanDuration::from_secs(0),
+            on_corrupt_part: CorruptPartPolicy::Fail,
+            min_free_disk_space: ByteSize(100_000_000),
+        }
+    }
+}
+
+/// `[ingest]`: limits on what clients may send. Anything over a limit is refused with 400 (or
+/// 413 for sizes) and counted in `strata_rows_rejected_total{reason}`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest body after decompression. A compressed body that declares more is refused before
+    /// it is inflated.
+    pub max_decompressed_size: ByteSize,
+    /// Most labels in one series, `__name__` included.
+    pub max_labels_per_series: usize,
+    /// Longest label name, in bytes.
+    pub max_label_name_length: usize,
+    /// Longest label value, in bytes.
+    pub max_label_value_length: usize,
+    /// Samples further in the future than this are refused.
+    pub max_future_offset: HumanDuration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_decompressed_size: ByteSize::mib(32),
+            max_labels_per_series: 40,
+            max_label_name_length: 256,
+            max_label_value_length: 4096,
+            max_future_offset: HumanDuration::from_secs(2 * 86_400),
         }
     }
 }
@@ -282,6 +340,24 @@ impl ApplianceConfig {
             return Err(ConfigError::Invalid {
                 key: "storage.data_path",
                 message: "must not be empty".into(),
+            });
+        }
+        if self.storage.inmemory_flush_interval < HumanDuration::from_secs(1) {
+            return Err(ConfigError::Invalid {
+                key: "storage.inmemory_flush_interval",
+                message: format!("{} is too short; at least 1s", self.storage.inmemory_flush_interval),
+            });
+        }
+        if self.storage.dedup_min_scrape_interval > HumanDuration::from_secs(86_400) {
+            return Err(ConfigError::Invalid {
+                key: "storage.dedup_min_scrape_interval",
+                message: format!("{} is too long; at most 1d", self.storage.dedup_min_scrape_interval),
+            });
+        }
+        if self.ingest.max_labels_per_series == 0 {
+            return Err(ConfigError::Invalid {
+                key: "ingest.max_labels_per_series",
+                message: "must be at least 1".into(),
             });
         }
         if self.http.max_request_body.bytes() < 1024 {
