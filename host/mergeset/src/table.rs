@@ -21,6 +21,9 @@ pub const MAX_ITEM_SIZE: usize = 64 * 1024;
 const MAX_BLOCK_BYTES: usize = 64 * 1024;
 /// Pending bytes at which pending items become an in-memory part without waiting for the tick.
 const MAX_PENDING_BYTES: usize = 8 << 20;
+/// Bytes of in-memory parts at which they go to disk without waiting for `flush_interval`:
+/// bounds the memory a burst of new items (a new-series storm) holds.
+const MAX_INMEM_BYTES: u64 = 32 << 20;
 /// In-memory parts beyond which they are merged together (FORMATS.md §3.1 `maxInmemoryParts`).
 const MAX_INMEM_PARTS: usize = 30;
 /// Largest merge output (FORMATS.md §3.1 `maxPartSize`).
@@ -304,8 +307,15 @@ impl Inner {
 
     fn tick(&self) -> Result<()> {
         self.pending_to_mem();
-        let oldest = self.parts.read().iter().filter(|p| p.is_mem()).map(|p| p.created).min();
-        if oldest.is_some_and(|t| t.elapsed() >= self.opts.flush_interval) {
+        let (oldest, mem_bytes) = {
+            let parts = self.parts.read();
+            let mems = parts.iter().filter(|p| p.is_mem());
+            (
+                mems.clone().map(|p| p.created).min(),
+                mems.map(|p| p.size_bytes()).sum::<u64>(),
+            )
+        };
+        if oldest.is_some_and(|t| t.elapsed() >= self.opts.flush_interval) || mem_bytes >= MAX_INMEM_BYTES {
             self.flush_mem_parts(false)?;
         }
         loop {
