@@ -111,6 +111,14 @@ pub fn encode_export_line<'a>(
     out.extend_from_slice(b"]}\n");
 }
 
+/// [`encode_export_line`] for a series of a [`MetricBatch`] (`__name__` first, as VictoriaMetrics
+/// writes it).
+pub fn encode_export_series(out: &mut Vec<u8>, series: crate::batch::SeriesRef<'_>) {
+    let name = series.label("__name__").map(|v| ("__name__", v));
+    let rest = series.labels().filter(|(n, _)| *n != "__name__");
+    encode_export_line(out, name.into_iter().chain(rest), series.timestamps(), series.values());
+}
+
 fn write_json_string(out: &mut Vec<u8>, s: &str) {
     // serde_json's escaping is correct for every code point; writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
@@ -186,6 +194,18 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{\"metric\":{\"__name__\":\"m\",\"q\":\"a\\\"b\"},\"values\":[1,0.25,\"NaN\",\"-Inf\"],\"timestamps\":[1,2,3,4]}\n"
+        );
+    }
+
+    #[test]
+    fn export_series_puts_name_first() {
+        let mut b = MetricBatch::new();
+        b.add_series([("a", "1"), ("__name__", "m")], [(5, 2.5)]).unwrap();
+        let mut out = Vec::new();
+        encode_export_series(&mut out, b.series(0));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"metric\":{\"__name__\":\"m\",\"a\":\"1\"},\"values\":[2.5],\"timestamps\":[5]}\n"
         );
     }
 
