@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod ingest_api;
+pub mod query_api;
 pub mod self_metrics;
 
 use std::future::Future;

@@ -1,0 +1,620 @@
+//! Prometheus' query API over a `SeriesSource`, in Prometheus' response shapes plus
+//! VictoriaMetrics' `isPartial` and `stats` fields.
+//!
+//! | path (also under `/prometheus`) | parameters |
+//! |---|---|
+//! | `GET/POST /api/v1/query` | `query`, `time` |
+//! | `GET/POST /api/v1/query_range` | `query`, `start`, `end`, `step` |
+//! | `GET/POST /api/v1/series` | `match[]` (1+), `start`, `end`, `limit` |
+//! | `GET/POST /api/v1/labels` | `match[]`, `start`, `end`, `limit` |
+//! | `GET /api/v1/label/{name}/values` | `match[]`, `start`, `end`, `limit` |
+//! | `GET/POST /api/v1/format_query` | `query` |
+//!
+//! Times are Unix seconds (fractions allowed) or RFC 3339; `step` is seconds or a duration
+//! (`15s`, `1m`). POST takes the same parameters as an `application/x-www-form-urlencoded` body.
+//! Errors: 400 `bad_data` (bad parameters or a query that does not parse), 422 `execution`
+//! (evaluation failed or hit a limit), 503 `timeout`. Evaluation runs on the blocking pool.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use strata_query::lexer::{Tok, lex};
+use strata_query::{
+    Engine, Expr, LabelMatcher, Labels, QueryError, QueryOptions, QueryResult, QueryValue, SeriesSource,
+};
+
+use crate::error::{ApiError, ErrorType};
+use crate::read_body;
+
+/// Settings of the query API.
+#[derive(Clone, Debug, Default)]
+pub struct QueryApiOptions {
+    /// Engine limits and defaults (lookback, max series/samples, timeout, threads).
+    pub engine: QueryOptions,
+}
+
+#[derive(Clone)]
+struct QueryState {
+    engine: Engine,
+}
+
+/// The query routes, at `/api/v1/...` and `/prometheus/api/v1/...`.
+pub fn routes(source: Arc<dyn SeriesSource>, opts: QueryApiOptions) -> Router {
+    let state = QueryState {
+        engine: Engine::new(source, opts.engine),
+    };
+    let mut router = Router::new();
+    for prefix in ["", "/prometheus"] {
+        router = router
+            .route(&format!("{prefix}/api/v1/query"), get(query).post(query))
+            .route(
+                &format!("{prefix}/api/v1/query_range"),
+                get(query_range).post(query_range),
+            )
+            .route(&format!("{prefix}/api/v1/series"), get(series).post(series))
+            .route(&format!("{prefix}/api/v1/labels"), get(labels).post(labels))
+            .route(&format!("{prefix}/api/v1/label/{{name}}/values"), get(label_values))
+            .route(
+                &format!("{prefix}/api/v1/format_query"),
+                get(format_query).post(format_query),
+            );
+    }
+    router.with_state(state)
+}
+
+/// Request parameters from the query string and, for form posts, the body.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    async fn read(uri: &Uri, headers: &HeaderMap, body: Body) -> Result<Params, ApiError> {
+        let mut out: Vec<(String, String)> = uri
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let is_form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            let bytes = read_body(body).await?;
+            out.extend(form_urlencoded::parse(&bytes).into_owned());
+        }
+        Ok(Params(out))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+fn invalid_param(name: &str, err: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("invalid parameter \"{name}\": {err}"))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// RFC 3339 (`2024-01-02T03:04:05.678Z`, `+01:00` offsets) to milliseconds.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[13] != b':'
+        || b[16] != b':'
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+        || h > 23
+        || mi > 59
+        || sec > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac_ms = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = &s[start..i];
+        if digits.is_empty() {
+            return None;
+        }
+        let padded: String = digits.chars().chain(std::iter::repeat('0')).take(3).collect();
+        frac_ms = padded.parse().ok()?;
+    }
+    let offset_min = match s.get(i..)? {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
+            let oh: i64 = tz[1..3].parse().ok()?;
+            let om: i64 = tz[4..6].parse().ok()?;
+            let sign = if tz.starts_with('-') { -1 } else { 1 };
+            sign * (oh * 60 + om)
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo, d);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+    Some(secs * 1000 + frac_ms)
+}
+
+/// A timestamp parameter: Unix seconds (with fraction) or RFC 3339.
+fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
+    if let Ok(f) = v.parse::<f64>()
+        && f.is_finite()
+    {
+        return Ok((f * 1000.0).round() as i64);
+    }
+    parse_rfc3339(v).ok_or_else(|| invalid_param(name, format!("cannot parse \"{v}\" to a valid timestamp")))
+}
+
+/// A duration parameter: seconds (with fraction) or a PromQL duration.
+fn parse_duration(name: &str, v: &str) -> Result<i64, ApiError> {
+    if let Ok(f) = v.parse::<f64>()
+        && f.is_finite()
+    {
+        return Ok((f * 1000.0).round() as i64);
+    }
+    match lex(v).ok().as_deref() {
+        Some([t, e]) if e.tok == Tok::Eof => {
+            if let Tok::Duration(d) = t.tok {
+                return Ok(d);
+            }
+        }
+        _ => {}
+    }
+    Err(invalid_param(name, format!("cannot parse \"{v}\" to a valid duration")))
+}
+
+fn optional_time(p: &Params, name: &str, default: i64) -> Result<i64, ApiError> {
+    match p.get(name) {
+        None | Some("") => Ok(default),
+        Some(v) => parse_time(name, v),
+    }
+}
+
+fn required<'a>(p: &'a Params, name: &str) -> Result<&'a str, ApiError> {
+    match p.get(name) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(invalid_param(name, format!("missing required parameter {name:?}"))),
+    }
+}
+
+fn query_error(err: QueryError) -> ApiError {
+    match err {
+        QueryError::Parse(e) => invalid_param("query", e),
+        QueryError::BadRequest(m) => ApiError::bad_request(m),
+        QueryError::Timeout => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorType::Timeout, err.to_string()),
+        other => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorType::Execution,
+            other.to_string(),
+        ),
+    }
+}
+
+/// Go's strconv.FormatFloat(v, 'f', -1, 64), as Prometheus writes sample values.
+fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Milliseconds as JSON seconds: `1700000000` or `1700000000.5`.
+fn fmt_ts(ms: i64) -> String {
+    format!("{}", ms as f64 / 1000.0)
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+fn json_labels(out: &mut String, l: &Labels) {
+    out.push('{');
+    for (i, lab) in l.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&json_str(&lab.name));
+        out.push(':');
+        out.push_str(&json_str(&lab.value));
+    }
+    out.push('}');
+}
+
+fn json_point(out: &mut String, t: i64, v: &str) {
+    out.push('[');
+    out.push_str(&fmt_ts(t));
+    out.push(',');
+    out.push_str(&json_str(v));
+    out.push(']');
+}
+
+/// The `data` object of a query result.
+fn result_json(v: &QueryValue) -> String {
+    let mut out = String::new();
+    match v {
+        QueryValue::Scalar { t, v } => {
+            out.push_str("{\"resultType\":\"scalar\",\"result\":");
+            json_point(&mut out, *t, &fmt_value(*v));
+        }
+        QueryValue::String { t, v } => {
+            out.push_str("{\"resultType\":\"string\",\"result\":");
+            json_point(&mut out, *t, v);
+        }
+        QueryValue::Vector(samples) => {
+            out.push_str("{\"resultType\":\"vector\",\"result\":[");
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                json_labels(&mut out, &s.labels);
+                out.push_str(",\"value\":");
+                json_point(&mut out, s.t, &fmt_value(s.v));
+                out.push('}');
+            }
+            out.push(']');
+        }
+        QueryValue::Matrix(series) => {
+            out.push_str("{\"resultType\":\"matrix\",\"result\":[");
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                json_labels(&mut out, &s.labels);
+                out.push_str(",\"values\":[");
+                for (k, (t, v)) in s.points.iter().enumerate() {
+                    if k > 0 {
+                        out.push(',');
+                    }
+                    json_point(&mut out, *t, &fmt_value(*v));
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+    out.push('}');
+    out
+}
+
+fn success(data: String, stats: Option<(usize, u128)>) -> Response {
+    let mut body = format!("{{\"status\":\"success\",\"isPartial\":false,\"data\":{data}");
+    if let Some((series, ms)) = stats {
+        body.push_str(&format!(
+            ",\"stats\":{{\"seriesFetched\":\"{series}\",\"executionTimeMsec\":{ms}}}"
+        ));
+    }
+    body.push('}');
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?
+}
+
+fn query_response(res: QueryResult, started: Instant) -> Response {
+    success(
+        result_json(&res.value),
+        Some((res.stats.series_fetched, started.elapsed().as_millis())),
+    )
+}
+
+async fn query(State(st): State<QueryState>, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let p = Params::read(&uri, &headers, body).await?;
+    let q = required(&p, "query")?.to_string();
+    let t = optional_time(&p, "time", now_ms())?;
+    let started = Instant::now();
+    let res = run_blocking(move || st.engine.instant_query(&q, t).map_err(query_error)).await?;
+    Ok(query_response(res, started))
+}
+
+async fn query_range(
+    State(st): State<QueryState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let p = Params::read(&uri, &headers, body).await?;
+    let q = required(&p, "query")?.to_string();
+    let start = parse_time("start", required(&p, "start")?)?;
+    let end = parse_time("end", required(&p, "end")?)?;
+    let step = parse_duration("step", required(&p, "step")?)?;
+    if end < start {
+        return Err(invalid_param("end", "end timestamp must not be before start time"));
+    }
+    if step <= 0 {
+        return Err(invalid_param(
+            "step",
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    let started = Instant::now();
+    let res = run_blocking(move || st.engine.range_query(&q, start, end, step).map_err(query_error)).await?;
+    Ok(query_response(res, started))
+}
+
+/// Parses each `match[]` selector into its matchers.
+fn selectors(engine: &Engine, p: &Params) -> Result<Vec<Vec<LabelMatcher>>, ApiError> {
+    p.all("match[]")
+        .into_iter()
+        .map(|m| match engine.parse(m) {
+            Ok(Expr::Vector(vs)) => Ok(vs.matchers),
+            Ok(_) => Err(invalid_param(
+                "match[]",
+                format!("{m:?} is not an instant vector selector"),
+            )),
+            Err(e) => Err(invalid_param("match[]", e)),
+        })
+        .collect()
+}
+
+fn limit(p: &Params) -> Result<usize, ApiError> {
+    match p.get("limit") {
+        None | Some("") | Some("0") => Ok(usize::MAX),
+        Some(v) => v
+            .parse()
+            .map_err(|_| invalid_param("limit", format!("cannot parse \"{v}\" to a positive integer"))),
+    }
+}
+
+fn source_error(e: strata_query::SourceError) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorType::Execution, e.to_string())
+}
+
+async fn series(State(st): State<QueryState>, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let p = Params::read(&uri, &headers, body).await?;
+    let sels = selectors(&st.engine, &p)?;
+    if sels.is_empty() {
+        return Err(ApiError::bad_request("no match[] parameter provided"));
+    }
+    let start = optional_time(&p, "start", i64::MIN / 2)?;
+    let end = optional_time(&p, "end", i64::MAX / 2)?;
+    let limit = limit(&p)?;
+    let set = run_blocking(move || {
+        let mut set = BTreeSet::new();
+        for m in &sels {
+            for s in st.engine.source().select(m, start, end).map_err(source_error)? {
+                set.insert(s.labels);
+            }
+        }
+        Ok(set)
+    })
+    .await?;
+    let mut data = String::from("[");
+    for (i, l) in set.iter().take(limit).enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        json_labels(&mut data, l);
+    }
+    data.push(']');
+    Ok(success(data, None))
+}
+
+fn string_list(items: impl IntoIterator<Item = String>) -> String {
+    let v: Vec<String> = items.into_iter().map(|s| json_str(&s)).collect();
+    format!("[{}]", v.join(","))
+}
+
+/// Shared by `labels` and `label/{name}/values`: the union over all `match[]` (or everything).
+async fn lookup(st: QueryState, p: Params, name: Option<String>) -> Result<Response, ApiError> {
+    let mut sels = selectors(&st.engine, &p)?;
+    if sels.is_empty() {
+        sels.push(Vec::new());
+    }
+    let start = optional_time(&p, "start", i64::MIN / 2)?;
+    let end = optional_time(&p, "end", i64::MAX / 2)?;
+    let limit = limit(&p)?;
+    let set = run_blocking(move || {
+        let mut set = BTreeSet::new();
+        for m in &sels {
+            let found = match &name {
+                None => st.engine.source().label_names(m, start, end),
+                Some(n) => st.engine.source().label_values(n, m, start, end),
+            }
+            .map_err(source_error)?;
+            set.extend(found);
+        }
+        Ok(set)
+    })
+    .await?;
+    Ok(success(string_list(set.into_iter().take(limit)), None))
+}
+
+async fn labels(State(st): State<QueryState>, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let p = Params::read(&uri, &headers, body).await?;
+    lookup(st, p, None).await
+}
+
+async fn label_values(
+    State(st): State<QueryState>,
+    Path(name): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let p = Params::read(&uri, &headers, body).await?;
+    lookup(st, p, Some(name)).await
+}
+
+async fn format_query(
+    State(st): State<QueryState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let p = Params::read(&uri, &headers, body).await?;
+    let q = required(&p, "query")?;
+    let expr = st.engine.parse(q).map_err(query_error)?;
+    Ok(success(json_str(&expr.to_string()), None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+    use strata_query::MemSource;
+    use tower::ServiceExt;
+
+    fn app() -> Router {
+        let mut src = MemSource::new();
+        for (inst, step) in [("a", 1.0), ("b", 2.0)] {
+            src.add(
+                Labels::from_pairs([("__name__", "up_total"), ("job", "api"), ("instance", inst)]),
+                (0..=20).map(|k| (k * 15_000, k as f64 * step)),
+            );
+        }
+        routes(Arc::new(src), QueryApiOptions::default())
+    }
+
+    async fn call(req: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let resp = app().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = read_body(resp.into_body()).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    async fn get(uri: &str) -> (StatusCode, serde_json::Value) {
+        call(Request::get(uri).body(Body::empty()).unwrap()).await
+    }
+
+    #[tokio::test]
+    async fn instant_query_vector_shape() {
+        let (s, v) = get("/api/v1/query?query=sum(up_total)&time=60").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["status"], "success");
+        assert_eq!(v["isPartial"], false);
+        assert_eq!(v["data"]["resultType"], "vector");
+        assert_eq!(v["data"]["result"][0]["metric"], serde_json::json!({}));
+        assert_eq!(v["data"]["result"][0]["value"], serde_json::json!([60, "12"]));
+        assert_eq!(v["stats"]["seriesFetched"], "2");
+    }
+
+    #[tokio::test]
+    async fn scalar_and_rfc3339_time() {
+        let (s, v) = get("/prometheus/api/v1/query?query=1%2B1&time=1970-01-01T00:01:00.5Z").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["data"]["resultType"], "scalar");
+        assert_eq!(v["data"]["result"], serde_json::json!([60.5, "2"]));
+    }
+
+    #[tokio::test]
+    async fn range_query_post_form() {
+        let req = Request::post("/api/v1/query_range")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(
+                "query=up_total%7Binstance%3D%22b%22%7D&start=0&end=30&step=15s",
+            ))
+            .unwrap();
+        let (s, v) = call(req).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["data"]["resultType"], "matrix");
+        assert_eq!(
+            v["data"]["result"][0]["values"],
+            serde_json::json!([[0, "0"], [15, "2"], [30, "4"]])
+        );
+        assert_eq!(v["data"]["result"][0]["metric"]["__name__"], "up_total");
+    }
+
+    #[tokio::test]
+    async fn errors_have_prometheus_status_and_type() {
+        let (s, v) = get("/api/v1/query?query=sum(").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(v["errorType"], "bad_data");
+        assert_eq!(
+            v["error"],
+            "invalid parameter \"query\": 1:5: parse error: unexpected end of input"
+        );
+        let (s, _) = get("/api/v1/query_range?query=up_total&start=10&end=0&step=1").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _) = get("/api/v1/query_range?query=up_total&start=0&end=10&step=x").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, v) =
+            get("/api/v1/query?query=label_replace(up_total,%22instance%22,%22x%22,%22job%22,%22.*%22)&time=60").await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["errorType"], "execution");
+        let (s, _) = get("/api/v1/query").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn series_and_labels() {
+        let (s, v) = get("/api/v1/series?match[]=up_total%7Binstance%3D%22a%22%7D").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            v["data"],
+            serde_json::json!([{"__name__": "up_total", "instance": "a", "job": "api"}])
+        );
+        let (_, v) = get("/api/v1/labels").await;
+        assert_eq!(v["data"], serde_json::json!(["__name__", "instance", "job"]));
+        let (_, v) = get("/api/v1/label/instance/values?limit=1").await;
+        assert_eq!(v["data"], serde_json::json!(["a"]));
+        let (s, _) = get("/api/v1/series").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (_, v) = get("/api/v1/format_query?query=sum(foo)%20by(a)").await;
+        assert_eq!(v["data"], "sum by (a) (foo)");
+    }
+
+    #[test]
+    fn time_formats() {
+        assert_eq!(parse_rfc3339("2024-02-29T13:45:00Z"), Some(1_709_214_300_000));
+        assert_eq!(parse_rfc3339("2024-02-29T14:45:00.25+01:00"), Some(1_709_214_300_250));
+        assert_eq!(parse_rfc3339("2024-02-29 13:45"), None);
+        assert_eq!(fmt_ts(1_700_000_000_000), "1700000000");
+        assert_eq!(fmt_ts(1_500), "1.5");
+        assert_eq!(fmt_value(f64::INFINITY), "+Inf");
+        assert_eq!(parse_duration("step", "1m").unwrap(), 60_000);
+        assert_eq!(parse_duration("step", "0.5").unwrap(), 500);
+    }
+}
