@@ -54,16 +54,16 @@ impl Searcher {
     /// Adds the ids of every row starting with `prefix` (which ends inside a tag row).
     fn add_rows(&mut self, prefix: &[u8], fixed: usize, out: &mut Uint64Set) -> Result<()> {
         self.ts.seek(prefix).map_err(ms_err)?;
+        let mut batch = Vec::new();
         while let Some(it) = self.ts.item() {
             if !it.starts_with(prefix) {
                 break;
             }
             let (_, _, ids) = parse_tag_row(&it[fixed..]).ok_or_else(|| corrupt(&self.path, "tag"))?;
-            ids_of(ids).for_each(|id| {
-                out.add(id);
-            });
+            batch.extend(ids_of(ids));
             self.ts.advance().map_err(ms_err)?;
         }
+        out.add_many(batch);
         Ok(())
     }
 
@@ -89,6 +89,7 @@ impl Searcher {
                     return Ok(out);
                 }
                 self.ts.seek(&base).map_err(ms_err)?;
+                let mut batch = Vec::new();
                 let mut last: Vec<u8> = Vec::new();
                 let mut last_match = false;
                 let mut have_last = false;
@@ -107,9 +108,7 @@ impl Searcher {
                         last_match = f.pattern_matches(&val);
                     }
                     if last_match {
-                        ids_of(ids).for_each(|id| {
-                            out.add(id);
-                        });
+                        batch.extend(ids_of(ids));
                         self.ts.advance().map_err(ms_err)?;
                     } else if ids.len() / 8 >= SKIP_ROW_IDS {
                         let mut skip = it[..fixed + k.len() + v.len() + 2].to_vec();
@@ -119,6 +118,7 @@ impl Searcher {
                         self.ts.advance().map_err(ms_err)?;
                     }
                 }
+                out.add_many(batch);
             }
         }
         Ok(out)
@@ -138,12 +138,12 @@ impl Searcher {
     /// Every series of the tenant (global) or active on `date`.
     pub fn universe(&mut self, date: Option<u64>) -> Result<Uint64Set> {
         let p = all_ids_prefix(self.tenant, date);
-        let mut out = Uint64Set::new();
+        let mut batch = Vec::new();
         let mut bad = false;
         self.ts
             .for_each_with_prefix(&p, |it| match be_u64(&it[p.len()..]) {
                 Some(id) => {
-                    out.add(id);
+                    batch.push(id);
                     true
                 }
                 None => {
@@ -155,6 +155,8 @@ impl Searcher {
         if bad {
             return Err(self.corrupt("id"));
         }
+        let mut out = Uint64Set::new();
+        out.add_many(batch);
         Ok(out)
     }
 
