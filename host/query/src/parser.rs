@@ -46,7 +46,7 @@ pub fn parse(input: &str, reg: &FunctionRegistry) -> Result<Expr, ParseError> {
     if toks.len() == 1 {
         return Err(ParseError::at(input, 0, "no expression found in input"));
     }
-    let mut p = Parser { input, toks, i: 0, reg };
+    let mut p = Parser { depth: 0, input, toks, i: 0, reg };
     let e = p.expr(0)?;
     if p.peek() != &Tok::Eof {
         return Err(p.unexpected(""));
@@ -70,7 +70,11 @@ const RESERVED: &[&str] = &[
     "offset",
 ];
 
+/// Deepest nesting of sub-expressions accepted.
+const MAX_DEPTH: usize = 200;
+
 struct Parser<'a> {
+    depth: usize,
     input: &'a str,
     toks: Vec<Token>,
     i: usize,
@@ -152,6 +156,17 @@ impl Parser<'_> {
     }
 
     fn expr(&mut self, min_prec: u8) -> PResult<Expr> {
+        // Recursion is bounded so that hostile input cannot overflow the stack.
+        if self.depth >= MAX_DEPTH {
+            return Err(self.err(self.pos(), "expression nesting is too deep"));
+        }
+        self.depth += 1;
+        let r = self.expr_inner(min_prec);
+        self.depth -= 1;
+        r
+    }
+
+    fn expr_inner(&mut self, min_prec: u8) -> PResult<Expr> {
         let mut lhs = self.unary()?;
         while let Some(op) = self.peek_binop() {
             let prec = op.precedence();

@@ -310,3 +310,15 @@ fn printed_form_reparses_to_itself() {
         assert_eq!(once, twice, "{q}");
     }
 }
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let reg = FunctionRegistry::with_builtins();
+    let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+    let err = parse(&deep, &reg).unwrap_err();
+    assert!(err.msg.contains("too deep"), "{err}");
+    let ok = format!("{}1{}", "(".repeat(150), ")".repeat(150));
+    assert!(parse(&ok, &reg).is_ok());
+    let minus = format!("{}1", "-".repeat(100_000));
+    assert!(parse(&minus, &reg).is_err());
+}

@@ -251,7 +251,7 @@ fn absent_over_time(ctx: &Ctx<'_>, arg: &Expr) -> Result<Val, QueryError> {
         .refs
         .iter()
         .map(|&r| {
-            let start = r - m.range;
+            let start = r.saturating_sub(m.range);
             let any = m.series.iter().any(|s| {
                 let lo = s.ts.partition_point(|&t| t < start);
                 lo < s.ts.len() && s.ts[lo] <= r
@@ -271,7 +271,7 @@ fn timestamp(ctx: &Ctx<'_>, arg: &Expr) -> Result<Val, QueryError> {
         let refs = ctx.refs(vs.offset, vs.at);
         let (lo, hi) = min_max(&refs);
         let lookback = ctx.opts().lookback_ms;
-        let raw = ctx.fetch(&vs.matchers, lo - lookback, hi)?;
+        let raw = ctx.fetch(&vs.matchers, lo.saturating_sub(lookback), hi)?;
         let out = ctx.map_series(raw, |s| {
             let vals = refs
                 .iter()
@@ -281,7 +281,7 @@ fn timestamp(ctx: &Ctx<'_>, arg: &Expr) -> Result<Val, QueryError> {
                         return absent();
                     }
                     let j = idx - 1;
-                    if s.timestamps[j] < r - lookback || is_stale_nan(s.values[j]) {
+                    if s.timestamps[j] < r.saturating_sub(lookback) || is_stale_nan(s.values[j]) {
                         absent()
                     } else {
                         s.timestamps[j] as f64 / 1000.0

@@ -259,7 +259,7 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        let nsteps = ((end_ms - start_ms) / step_ms + 1) as usize;
+        let nsteps = (end_ms.saturating_sub(start_ms) / step_ms).saturating_add(1) as usize;
         if nsteps > self.opts.max_points_per_series {
             return Err(QueryError::BadRequest(format!(
                 "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
@@ -365,7 +365,7 @@ impl<'e> Ctx<'e> {
             engine,
             start,
             step,
-            nsteps: ((end - start) / step + 1) as usize,
+            nsteps: (end.saturating_sub(start) / step).saturating_add(1) as usize,
             query_start,
             query_end,
             deadline: Instant::now() + engine.opts.timeout,
@@ -380,7 +380,7 @@ impl<'e> Ctx<'e> {
             engine: self.engine,
             start,
             step,
-            nsteps: ((end - start) / step + 1) as usize,
+            nsteps: (end.saturating_sub(start) / step).saturating_add(1) as usize,
             query_start: self.query_start,
             query_end: self.query_end,
             deadline: self.deadline,
@@ -423,7 +423,7 @@ impl<'e> Ctx<'e> {
                     Some(AtModifier::Start) => self.query_start,
                     Some(AtModifier::End) => self.query_end,
                 };
-                base - offset
+                base.saturating_sub(offset)
             })
             .collect()
     }
@@ -483,7 +483,7 @@ impl<'e> Ctx<'e> {
         let refs = self.refs(vs.offset, vs.at);
         let (lo, hi) = min_max(&refs);
         let lookback = self.opts().lookback_ms;
-        let raw = self.fetch(&vs.matchers, lo - lookback, hi)?;
+        let raw = self.fetch(&vs.matchers, lo.saturating_sub(lookback), hi)?;
         let out = self.map_series(raw, |s| StepSeries {
             vals: selector_steps(&s.timestamps, &s.values, &refs, lookback),
             labels: s.labels,
@@ -531,7 +531,7 @@ impl<'e> Ctx<'e> {
             Expr::Matrix { selector, range } => {
                 let refs = self.refs(selector.offset, selector.at);
                 let (lo, hi) = min_max(&refs);
-                let raw = self.fetch(&selector.matchers, lo - range, hi)?;
+                let raw = self.fetch(&selector.matchers, lo.saturating_sub(*range), hi)?;
                 let series = raw
                     .into_iter()
                     .map(|s| {
@@ -559,7 +559,7 @@ impl<'e> Ctx<'e> {
                 let step = step.unwrap_or(self.opts().default_subquery_step_ms);
                 let refs = self.refs(*offset, *at);
                 let (lo, hi) = min_max(&refs);
-                let mint = lo - range;
+                let mint = lo.saturating_sub(*range);
                 // Inner steps are aligned to multiples of the step, as Prometheus does.
                 let mut start = mint.div_euclid(step) * step;
                 if start < mint {
@@ -572,7 +572,7 @@ impl<'e> Ctx<'e> {
                         range: *range,
                     });
                 }
-                let inner_steps = ((hi - start) / step + 1) as usize;
+                let inner_steps = (hi.saturating_sub(start) / step).saturating_add(1) as usize;
                 if inner_steps > self.opts().max_samples {
                     return Err(QueryError::TooManySamples);
                 }
@@ -635,7 +635,7 @@ pub(crate) fn selector_steps(ts: &[i64], vals: &[f64], refs: &[i64], lookback: i
             absent()
         } else {
             let j = idx - 1;
-            if ts[j] < r - lookback || is_stale_nan(vals[j]) {
+            if ts[j] < r.saturating_sub(lookback) || is_stale_nan(vals[j]) {
                 absent()
             } else {
                 vals[j]

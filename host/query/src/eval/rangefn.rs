@@ -70,7 +70,7 @@ pub(crate) fn series_steps(
     let (mut lo, mut hi) = (0usize, 0usize);
     let mut prev_ref = i64::MIN;
     for (i, &r) in refs.iter().enumerate() {
-        let start = r - range;
+        let start = r.saturating_sub(range);
         if r < prev_ref {
             lo = ts.partition_point(|&t| t < start);
             hi = ts.partition_point(|&t| t <= r);

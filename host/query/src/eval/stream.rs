@@ -83,7 +83,7 @@ pub(crate) fn aggregate(
     };
     let refs = ctx.refs(vs.offset, vs.at);
     let (lo, hi) = min_max(&refs);
-    let raw = ctx.fetch(&vs.matchers, lo - lookback, hi)?;
+    let raw = ctx.fetch(&vs.matchers, lo.saturating_sub(lookback), hi)?;
     // Output labels of the per-series step; duplicates would be Prometheus' "same labelset"
     // error or merge, which the ordinary path handles, so leave those to it.
     let keep_name = matches!(
