@@ -98,7 +98,9 @@ impl StrataBuilder {
         self
     }
 
-    /// Use this data directory instead of a fresh temporary one (to restart on the same data).
+    /// Use this data directory instead of a fresh temporary one. The default one is removed
+    /// when the node is dropped; a test that restarts on the same data after a kill passes a
+    /// directory it owns.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
         self
@@ -204,12 +206,29 @@ impl Strata {
 
     /// POST `body` to `path` with a content type.
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Reply {
-        let response = self
-            .http
-            .post(&format!("{}{path}", self.base_url()))
-            .header("Content-Type", content_type)
-            .send(body);
+        self.post_with(path, &[("Content-Type", content_type)], body)
+    }
+
+    /// POST `body` to `path` with these headers.
+    pub fn post_with(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut request = self.http.post(&format!("{}{path}", self.base_url()));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send(body);
         self.reply(response, path)
+    }
+
+    /// Polls `path` until `done` accepts the reply, at most `timeout`; returns the last reply.
+    pub fn poll(&self, path: &str, timeout: Duration, done: impl Fn(&Reply) -> bool) -> Reply {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let reply = self.get(path);
+            if done(&reply) || Instant::now() >= deadline {
+                return reply;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn reply(&self, response: Result<ureq::http::Response<ureq::Body>, ureq::Error>, path: &str) -> Reply {

@@ -4,8 +4,10 @@
 //! Other crates contribute routes as `axum::Router`s that [`ServerBuilder`] merges; the common
 //! behaviour (limits, metrics, error shape for unknown paths) wraps all of them.
 
+pub mod admin_api;
 pub mod error;
 pub mod ingest_api;
+pub mod local;
 pub mod query_api;
 pub mod self_metrics;
 

@@ -21,6 +21,9 @@ use crate::data::{RawRow, Table, TableOptions, TableStats};
 use crate::index::{IndexDb, IndexOptions, Label, MetricName, TagFilter, TsdbStatus};
 use crate::{Result, StorageError, Tenant, TimeRange};
 
+/// Called once per series found by [`Storage::search`]: its name, timestamps and values.
+pub type NamedSeriesVisitor<'a> = dyn FnMut(&MetricName, &[i64], &[f64]) -> Result<()> + 'a;
+
 /// Everything `Storage::open` needs.
 #[derive(Clone, Debug)]
 pub struct StorageOptions {
@@ -113,7 +116,7 @@ impl Storage {
         filters: &[TagFilter],
         tr: TimeRange,
         max_series: usize,
-        visit: &mut dyn FnMut(&MetricName, &[i64], &[f64]) -> Result<()>,
+        visit: &mut NamedSeriesVisitor<'_>,
     ) -> Result<()> {
         let tsids = self.index.search_tsids(tenant, filters, tr, max_series)?;
         self.table.search(&tsids, tr, &mut |tsid, timestamps, values| {

@@ -1,13 +1,22 @@
 //! The `single` role: one process with storage, query, ingestion and UI.
 //!
-//! Start-up order: lock the data directory (so a second process fails before touching
-//! anything), install metrics, bind the listener, serve. Shutdown runs the other way: stop
-//! accepting, let in-flight requests finish, flush components, release the lock.
+//! Start-up order: open the storage (which locks the data directory, so a second process fails
+//! before touching anything), install metrics, bind the listener, serve. Shutdown runs the
+//! other way: stop accepting, let in-flight requests finish, close the storage (flushing
+//! everything to disk), which releases the lock.
+
+use std::sync::Arc;
 
 use anyhow::Context;
-use strata_config::{ApplianceConfig, Role};
-use strata_fsutil::DirLock;
-use strata_http::{BuildInfo, HttpOptions, MetricsHandle, ServerBuilder};
+use strata_config::{ApplianceConfig, CorruptPartPolicy, Role};
+use strata_http::local::{StorageSink, StorageSource};
+use strata_http::query_api::QueryApiOptions;
+use strata_http::{BuildInfo, HttpOptions, MetricsHandle, ServerBuilder, admin_api, ingest_api, query_api};
+use strata_ingest::IngestLimits;
+use strata_query::QueryOptions;
+use strata_storage::data::TableOptions;
+use strata_storage::index::IndexOptions;
+use strata_storage::{Storage, StorageOptions, Tenant};
 
 /// Runs a single node until SIGINT or SIGTERM.
 pub fn run(config: ApplianceConfig) -> anyhow::Result<()> {
@@ -19,24 +28,80 @@ pub fn run(config: ApplianceConfig) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
+/// The engine's options from appliance.toml.
+pub fn storage_options(config: &ApplianceConfig) -> StorageOptions {
+    let storage = &config.storage;
+    let retention = storage.retention_period.get();
+    StorageOptions {
+        data_path: storage.data_path.clone(),
+        table: TableOptions {
+            retention,
+            inmemory_flush_interval: storage.inmemory_flush_interval.get(),
+            dedup_interval_ms: i64::try_from(storage.dedup_min_scrape_interval.get().as_millis()).unwrap_or(i64::MAX),
+            on_corrupt_part: match storage.on_corrupt_part {
+                CorruptPartPolicy::Fail => strata_storage::data::CorruptPartPolicy::Fail,
+                CorruptPartPolicy::Quarantine => strata_storage::data::CorruptPartPolicy::Quarantine,
+            },
+            min_free_disk_bytes: storage.min_free_disk_space.bytes(),
+            ..TableOptions::default()
+        },
+        index: IndexOptions {
+            retention,
+            ..IndexOptions::default()
+        },
+    }
+}
+
+/// Ingestion limits from appliance.toml.
+pub fn ingest_limits(config: &ApplianceConfig) -> IngestLimits {
+    let ingest = &config.ingest;
+    IngestLimits {
+        max_decompressed_bytes: usize::try_from(ingest.max_decompressed_size.bytes()).unwrap_or(usize::MAX),
+        max_labels_per_series: ingest.max_labels_per_series,
+        max_label_name_bytes: ingest.max_label_name_length,
+        max_label_value_bytes: ingest.max_label_value_length,
+        max_future_ms: i64::try_from(ingest.max_future_offset.get().as_millis()).unwrap_or(i64::MAX),
+        // Data that retention would delete at once is refused instead.
+        max_age_ms: Some(i64::try_from(config.storage.retention_period.get().as_millis()).unwrap_or(i64::MAX)),
+        ..IngestLimits::default()
+    }
+}
+
 async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
-    let data_path = &config.storage.data_path;
-    let lock = DirLock::acquire(data_path)?;
+    let options = storage_options(&config);
+    let data_path = options.data_path.clone();
+    let storage = tokio::task::spawn_blocking(move || Storage::open(options))
+        .await
+        .context("storage start-up task failed")?
+        .with_context(|| format!("cannot open the storage at {}", data_path.display()))?;
+    let storage = Arc::new(storage);
     tracing::info!(
         data_path = %data_path.display(),
         retention = %config.storage.retention_period,
-        "data directory locked"
+        "storage open"
     );
 
     let metrics = MetricsHandle::install(&BuildInfo {
         version: env!("CARGO_PKG_VERSION"),
         role: Role::Single.name().to_string(),
     });
-    let options = HttpOptions {
+    let http_options = HttpOptions {
         max_request_body: config.http.max_request_body.bytes(),
         shutdown_timeout: config.http.shutdown_timeout.get(),
     };
-    let router = ServerBuilder::new(options.clone(), metrics).build();
+    let query_options = QueryOptions::default();
+    let source = StorageSource::new(Arc::clone(&storage), Tenant::default(), query_options.max_series);
+    let router = ServerBuilder::new(http_options.clone(), metrics)
+        .merge(ingest_api::routes(
+            Arc::new(StorageSink::new(Arc::clone(&storage))),
+            ingest_limits(&config),
+        ))
+        .merge(query_api::routes(
+            Arc::new(source),
+            QueryApiOptions { engine: query_options },
+        ))
+        .merge(admin_api::routes(Arc::clone(&storage)))
+        .build();
 
     let addr = config.http.listen_addr_for(Role::Single);
     let listener = strata_http::bind(addr).await?;
@@ -46,13 +111,25 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         "strata single node listening on http://{local}"
     );
 
-    strata_http::serve(listener, router, options.shutdown_timeout, crate::shutdown::signal())
-        .await
-        .context("HTTP server failed")?;
+    let served = strata_http::serve(
+        listener,
+        router,
+        http_options.shutdown_timeout,
+        crate::shutdown::signal(),
+    )
+    .await;
 
-    // Components flush here, in reverse start-up order, before the lock is released.
-    tracing::info!("HTTP server stopped; flushing");
-    drop(lock);
+    tracing::info!("HTTP server stopped; flushing storage");
+    let closed = tokio::task::spawn_blocking(move || match Arc::try_unwrap(storage) {
+        Ok(storage) => storage.close(),
+        // A request still holds a reference (it outlived the shutdown timeout): flush what we
+        // have; the lock goes with the process.
+        Err(shared) => shared.force_flush(),
+    })
+    .await
+    .context("storage shutdown task failed")?;
+    served.context("HTTP server failed")?;
+    closed.context("cannot flush the storage")?;
     tracing::info!("shutdown complete");
     Ok(())
 }

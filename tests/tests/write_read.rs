@@ -1,0 +1,198 @@
+//! Data in through remote_write, out through PromQL and export, across restarts: a real
+//! process, real HTTP, real snappy protobuf.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use strata_e2e::{Reply, Strata};
+use strata_ingest::prompb::{Label, Sample, TimeSeries, WriteRequest, encode_snappy};
+
+const SERIES: usize = 3;
+const SAMPLES: i64 = 20;
+const STEP_MS: i64 = 15_000;
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// `e2e_requests_total{instance="host-<i>",job="node"}` with values i*1000 + k for the k-th
+/// sample, the last one at `end_ms`.
+fn write_request(end_ms: i64) -> WriteRequest {
+    let timeseries = (0..SERIES)
+        .map(|i| TimeSeries {
+            labels: vec![
+                Label {
+                    name: "__name__".into(),
+                    value: "e2e_requests_total".into(),
+                },
+                Label {
+                    name: "instance".into(),
+                    value: format!("host-{i}"),
+                },
+                Label {
+                    name: "job".into(),
+                    value: "node".into(),
+                },
+            ],
+            samples: (0..SAMPLES)
+                .map(|k| Sample {
+                    value: (i as i64 * 1000 + k) as f64,
+                    timestamp: end_ms - (SAMPLES - 1 - k) * STEP_MS,
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    WriteRequest {
+        timeseries,
+        metadata: Vec::new(),
+    }
+}
+
+fn remote_write(node: &Strata, request: &WriteRequest) -> Reply {
+    node.post_with(
+        "/api/v1/write",
+        &[
+            ("Content-Type", "application/x-protobuf"),
+            ("Content-Encoding", "snappy"),
+            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        ],
+        &encode_snappy(request),
+    )
+}
+
+fn instant(node: &Strata, query: &str, at_ms: i64) -> serde_json::Value {
+    let path = format!(
+        "/api/v1/query?query={}&time={}",
+        urlencode(query),
+        at_ms as f64 / 1000.0
+    );
+    let reply = node.poll(&path, Duration::from_secs(10), |r| {
+        r.status == 200 && r.json()["data"]["result"].as_array().is_some_and(|a| !a.is_empty())
+    });
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn scalar_of(result: &serde_json::Value) -> f64 {
+    let value = &result["data"]["result"][0]["value"][1];
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("no value in {result}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn remote_write_then_query_export_and_restart() {
+    let end = now_ms() - 60_000;
+    let node = Strata::single();
+    let reply = remote_write(&node, &write_request(end));
+    assert_eq!(reply.status, 204, "{}", reply.body);
+
+    // The newest sample of each series is i*1000 + 19; their sum is 0+1000+2000 + 3*19.
+    let sum = instant(&node, "sum(e2e_requests_total)", end);
+    assert_eq!(scalar_of(&sum), 3057.0, "{sum}");
+    let one = instant(&node, "e2e_requests_total{instance=\"host-2\"}", end);
+    assert_eq!(one["data"]["result"].as_array().unwrap().len(), 1, "{one}");
+    assert_eq!(one["data"]["result"][0]["metric"]["job"], "node");
+    assert_eq!(scalar_of(&one), 2019.0);
+
+    // rate over the last 5 minutes, extrapolated as Prometheus does: 20 samples 15 s apart
+    // cover 285 s of the 300 s window. Series 1 and 2 extrapolate their increase of 19 to the
+    // window start (20 per 300 s); series 0 starts at 0, so it is not extrapolated below zero
+    // (19 per 300 s).
+    let rate = instant(&node, "sum by (job) (rate(e2e_requests_total[5m]))", end);
+    let per_second = scalar_of(&rate);
+    assert!((per_second - 59.0 / 300.0).abs() < 1e-12, "{rate}");
+
+    // Label APIs.
+    let labels = node.get("/api/v1/labels").json();
+    let names: Vec<&str> = labels["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for name in ["__name__", "instance", "job"] {
+        assert!(names.contains(&name), "{labels}");
+    }
+    let values = node.get("/api/v1/label/instance/values").json();
+    assert_eq!(values["data"], serde_json::json!(["host-0", "host-1", "host-2"]));
+
+    // Graceful restart keeps everything.
+    let data_dir = node.data_dir().to_path_buf();
+    let mut node = node;
+    assert!(node.stop().success(), "{}", node.logs());
+    let node = Strata::builder().data_dir(&data_dir).start();
+    let sum = instant(&node, "sum(e2e_requests_total)", end);
+    assert_eq!(scalar_of(&sum), 3057.0, "after restart: {sum}");
+}
+
+#[test]
+fn force_flush_makes_data_survive_kill_9() {
+    let end = now_ms() - 60_000;
+    // The data directory outlives the first process (a node's own temp dir goes with it).
+    let keep = tempfile::tempdir().unwrap();
+    let data_dir = keep.path().join("data");
+    let node = Strata::builder().data_dir(&data_dir).start();
+    assert_eq!(remote_write(&node, &write_request(end)).status, 204);
+    assert_eq!(node.get("/internal/force_flush").status, 200);
+    node.signal("KILL");
+    drop(node);
+
+    let node = Strata::builder().data_dir(&data_dir).start();
+    let count = instant(&node, "count(e2e_requests_total)", end);
+    assert_eq!(scalar_of(&count), SERIES as f64, "{count}");
+}
+
+#[test]
+fn snapshots_create_list_delete() {
+    let end = now_ms() - 60_000;
+    let node = Strata::single();
+    assert_eq!(remote_write(&node, &write_request(end)).status, 204);
+    let created = node.get("/snapshot/create").json();
+    assert_eq!(created["status"], "ok", "{created}");
+    let name = created["snapshot"].as_str().unwrap().to_owned();
+    let snapshot_dir = node.data_dir().join("snapshots").join(&name);
+    assert!(snapshot_dir.join("data").is_dir() && snapshot_dir.join("indexdb").is_dir());
+
+    let listed = node.get("/snapshot/list").json();
+    assert_eq!(listed["snapshots"], serde_json::json!([name.clone()]));
+
+    // Deleting an unknown or malicious name is a client error, not a deletion.
+    assert_eq!(node.get("/snapshot/delete?snapshot=../../data").status, 400);
+    assert_eq!(
+        node.get(&format!("/snapshot/delete?snapshot={name}")).json()["status"],
+        "ok"
+    );
+    assert!(!snapshot_dir.exists());
+    assert_eq!(node.get("/snapshot/list").json()["snapshots"], serde_json::json!([]));
+}
+
+#[test]
+fn bad_remote_write_is_400_and_keeps_earlier_data() {
+    let end = now_ms() - 60_000;
+    let node = Strata::single();
+    assert_eq!(remote_write(&node, &write_request(end)).status, 204);
+    let garbage = node.post_with(
+        "/api/v1/write",
+        &[
+            ("Content-Type", "application/x-protobuf"),
+            ("Content-Encoding", "snappy"),
+        ],
+        b"\xff\x00definitely not snappy",
+    );
+    assert_eq!(garbage.status, 400, "{}", garbage.body);
+    assert_eq!(garbage.json()["status"], "error");
+    let count = instant(&node, "count(e2e_requests_total)", end);
+    assert_eq!(scalar_of(&count), SERIES as f64);
+}
