@@ -205,6 +205,8 @@ impl FunctionRegistry {
             ("floor", vec![V], 0, V, B::Floor),
             ("histogram_quantile", vec![S, V], 0, V, B::HistogramQuantile),
             ("holt_winters", vec![M, S, S], 0, V, B::HoltWinters),
+            // Prometheus 3's name for the same function.
+            ("double_exponential_smoothing", vec![M, S, S], 0, V, B::HoltWinters),
             ("hour", vec![V], 1, V, B::Hour),
             ("idelta", vec![M], 0, V, B::Idelta),
             ("increase", vec![M], 0, V, B::Increase),
