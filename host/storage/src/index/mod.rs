@@ -12,6 +12,7 @@ mod cache;
 mod filters;
 mod indexdb;
 mod keys;
+mod labels;
 pub mod metric_name;
 mod search;
 pub mod uint64set;
