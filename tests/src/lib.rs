@@ -335,3 +335,62 @@ pub fn read_to_string(path: &Path) -> String {
         .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
     text
 }
+
+/// Another program the tests run beside Strata (Prometheus, vmagent, node_exporter); killed on
+/// drop like [`Strata`], with its output kept in a log file for failure messages.
+pub struct Peer {
+    child: Child,
+    log_path: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+/// The path of a program the tests need; panics naming the script that installs it.
+pub fn require_program(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed: run scripts/install-peers (scripts/test does)"))
+}
+
+impl Peer {
+    /// Starts `program` with `args`; `{dir}` in an argument is replaced by a fresh temp dir
+    /// that lives as long as the peer.
+    pub fn start(program: &str, args: &[String]) -> Peer {
+        let temp = tempfile::tempdir().expect("cannot create a temp dir");
+        let dir = temp.path().to_str().expect("temp dir is not UTF-8").to_owned();
+        let log_path = temp.path().join("peer.log");
+        let log = std::fs::File::create(&log_path).expect("cannot create the log file");
+        let child = Command::new(require_program(program))
+            .args(args.iter().map(|a| a.replace("{dir}", &dir)))
+            .current_dir(temp.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cannot share the log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {program}: {err}"));
+        Peer {
+            child,
+            log_path,
+            _temp: temp,
+        }
+    }
+
+    /// The peer's temp dir (where `{dir}` pointed).
+    pub fn dir(&self) -> &Path {
+        self._temp.path()
+    }
+
+    /// What the peer printed so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
