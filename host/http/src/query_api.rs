@@ -9,6 +9,9 @@
 //! | `GET/POST /api/v1/labels` | `match[]`, `start`, `end`, `limit` |
 //! | `GET /api/v1/label/{name}/values` | `match[]`, `start`, `end`, `limit` |
 //! | `GET/POST /api/v1/format_query` | `query` |
+//! | `GET /api/v1/status/buildinfo` | — (reports Prometheus API version 2.42.0 for client feature checks) |
+//! | `GET /api/v1/status/flags`, `GET /api/v1/metadata` | — (empty object) |
+//! | `GET/POST /api/v1/query_exemplars` | — (empty list: no exemplars are stored) |
 //!
 //! Times are Unix seconds (fractions allowed) or RFC 3339; `step` is seconds or a duration
 //! (`15s`, `1m`). POST takes the same parameters as an `application/x-www-form-urlencoded` body.
@@ -64,6 +67,13 @@ pub fn routes(source: Arc<dyn SeriesSource>, opts: QueryApiOptions) -> Router {
             .route(
                 &format!("{prefix}/api/v1/format_query"),
                 get(format_query).post(format_query),
+            )
+            .route(&format!("{prefix}/api/v1/status/buildinfo"), get(buildinfo))
+            .route(&format!("{prefix}/api/v1/status/flags"), get(empty_object))
+            .route(&format!("{prefix}/api/v1/metadata"), get(empty_object))
+            .route(
+                &format!("{prefix}/api/v1/query_exemplars"),
+                get(empty_list).post(empty_list),
             );
     }
     router.with_state(state)
@@ -500,6 +510,30 @@ async fn format_query(
     Ok(success(json_str(&expr.to_string()), None))
 }
 
+/// Grafana and other clients enable features by the Prometheus version they see; we implement
+/// the 2.42 API, and say which program actually answers in `application`/`strataVersion`.
+async fn buildinfo() -> Response {
+    let data = serde_json::json!({
+        "version": "2.42.0",
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+        "application": "strata",
+        "strataVersion": env!("CARGO_PKG_VERSION"),
+    });
+    success(data.to_string(), None)
+}
+
+async fn empty_object() -> Response {
+    success("{}".into(), None)
+}
+
+async fn empty_list() -> Response {
+    success("[]".into(), None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,6 +638,12 @@ mod tests {
         assert_eq!(s, StatusCode::BAD_REQUEST);
         let (_, v) = get("/api/v1/format_query?query=sum(foo)%20by(a)").await;
         assert_eq!(v["data"], "sum by (a) (foo)");
+        let (_, v) = get("/prometheus/api/v1/status/buildinfo").await;
+        assert_eq!(v["data"]["version"], "2.42.0");
+        let (_, v) = get("/api/v1/query_exemplars?query=up_total").await;
+        assert_eq!(v["data"], serde_json::json!([]));
+        let (_, v) = get("/api/v1/metadata").await;
+        assert_eq!(v["data"], serde_json::json!({}));
     }
 
     #[test]

@@ -46,7 +46,13 @@ pub fn parse(input: &str, reg: &FunctionRegistry) -> Result<Expr, ParseError> {
     if toks.len() == 1 {
         return Err(ParseError::at(input, 0, "no expression found in input"));
     }
-    let mut p = Parser { depth: 0, input, toks, i: 0, reg };
+    let mut p = Parser {
+        depth: 0,
+        input,
+        toks,
+        i: 0,
+        reg,
+    };
     let e = p.expr(0)?;
     if p.peek() != &Tok::Eof {
         return Err(p.unexpected(""));
