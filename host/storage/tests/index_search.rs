@@ -82,6 +82,14 @@ fn fixture(db: &IndexDb, t: Tenant) {
 
 #[test]
 fn matcher_semantics_follow_prometheus() {
+    // Both evaluation paths (index scans, and matching on series names) must agree; a fresh
+    // index per path so the result cache cannot answer for the other path. Other tests in
+    // this binary may flip the switch concurrently: either path is correct.
+    matcher_cases(0);
+    matcher_cases(1000);
+}
+
+fn matcher_cases(threshold: usize) {
     let dir = tempfile::tempdir().unwrap();
     let db = IndexDb::open(dir.path(), opts()).unwrap();
     let t = Tenant {
@@ -133,14 +141,10 @@ fn matcher_semantics_follow_prometheus() {
         (&[f("__name__", "=~", "(up|foo)"), f("instance", "!=", "h2")], "1,3"),
         (&[f("id", "=~", "[0-9]+"), f("id", "!~", "[3-9]")], "1,2"),
     ];
-    // Both evaluation paths (index scans, and matching on series names) must agree. Other
-    // tests in this binary may flip the switch concurrently: either path is correct.
-    for threshold in [0, 1000] {
-        strata_storage::index::set_match_by_name_below(threshold);
-        for (filters, want) in cases {
-            assert_eq!(&ids(&db, t, filters, day), want, "filters {filters:?} (per-day)");
-            assert_eq!(&ids(&db, t, filters, ALL), want, "filters {filters:?} (global)");
-        }
+    strata_storage::index::set_match_by_name_below(threshold);
+    for (filters, want) in cases {
+        assert_eq!(&ids(&db, t, filters, day), want, "filters {filters:?} (per-day)");
+        assert_eq!(&ids(&db, t, filters, ALL), want, "filters {filters:?} (global)");
     }
     let bad = db.search_tsids(t, &[f("job", "=~", "(")], day, 10);
     assert!(matches!(bad, Err(StorageError::InvalidInput(_))), "{bad:?}");
@@ -455,4 +459,27 @@ fn concurrent_writers_agree_on_one_tsid_per_series() {
     // The data side's view, taken before, sees later deletions.
     db.delete_series(t, &[f("i", "=", "3")]).unwrap();
     assert!(deleted_view.contains(results[0][3].metric_id));
+}
+
+#[test]
+fn cached_results_follow_writes_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = IndexDb::open(dir.path(), opts()).unwrap();
+    let t = Tenant::default();
+    let q = [f("job", "=", "a")];
+    add(&db, t, &[("__name__", "m"), ("id", "1"), ("job", "a")], T0);
+    assert_eq!(ids(&db, t, &q, ALL), "1");
+    assert_eq!(ids(&db, t, &q, ALL), "1");
+    add(&db, t, &[("__name__", "m"), ("id", "2"), ("job", "a")], T0);
+    assert_eq!(ids(&db, t, &q, ALL), "1,2");
+    db.delete_series(t, &[f("id", "=", "1")]).unwrap();
+    assert_eq!(ids(&db, t, &q, ALL), "2");
+    // A known series seen on a new day writes per-day entries: the day's result changes.
+    let day2 = TimeRange {
+        min: T0 + DAY,
+        max: T0 + DAY,
+    };
+    assert_eq!(ids(&db, t, &q, day2), "");
+    add(&db, t, &[("__name__", "m"), ("id", "2"), ("job", "a")], T0 + DAY);
+    assert_eq!(ids(&db, t, &q, day2), "2");
 }

@@ -226,9 +226,26 @@ pub(super) struct Inner {
     /// still be pending (not yet visible to lookups), and the same series can arrive with its
     /// labels in another order (a different raw form, so a name-cache miss).
     recent: Mutex<Recent>,
+    /// Bumped after every index write; cached search results carry the version they saw.
+    version: AtomicU64,
+    /// (tenant, filters, day span or global) → matching ids, valid while `version` is unchanged.
+    results: Mutex<ResultCache>,
     stop: Mutex<bool>,
     wake: Condvar,
 }
+
+type ResultKey = (Tenant, Vec<TagFilter>, Option<(u64, u64)>);
+
+/// Search results for repeated queries (dashboards). Invalidated by any index write, so it
+/// never serves stale ids; with steady ingestion (known series) it stays warm.
+#[derive(Default)]
+struct ResultCache {
+    map: HashMap<ResultKey, (u64, Arc<Uint64Set>)>,
+    bytes: usize,
+}
+
+/// Cached results at most.
+const MAX_CACHED_RESULTS: usize = 4096;
 
 /// The index of one data directory. `Send + Sync`.
 pub struct IndexDb {
@@ -318,6 +335,8 @@ impl IndexDb {
             deleted,
             create_lock: Mutex::new(()),
             recent: Mutex::new(Recent::default()),
+            version: AtomicU64::new(0),
+            results: Mutex::new(ResultCache::default()),
             stop: Mutex::new(false),
             wake: Condvar::new(),
         });
@@ -629,6 +648,7 @@ impl Inner {
         c.extend_from_slice(&mn);
         items.push(c);
         t.t().add_items(items.iter().map(|v| v.as_slice()));
+        self.version.fetch_add(1, Ordering::Release);
     }
 
     /// Writes per-day entries for (date, series) unless already done.
@@ -661,6 +681,7 @@ impl Inner {
             let mut items = vec![k];
             tag_items(&mut items, cn, Some(date), &id.to_be_bytes());
             t.t().add_items(items.iter().map(|v| v.as_slice()));
+            self.version.fetch_add(1, Ordering::Release);
         }
         let mut seen = self.seen.lock();
         seen.entry(date).or_default().add(id);
@@ -680,8 +701,40 @@ impl Inner {
         max: usize,
     ) -> Result<Uint64Set> {
         let compiled = filters.iter().map(compile).collect::<Result<Vec<_>>>()?;
-        let mut ids = self.eval_all(tenant, &compiled, tr)?;
-        ids.subtract(&self.deleted.0.read());
+        let dates = Self::dates(tr);
+        let span = match (dates.first(), dates.last()) {
+            (Some(Some(a)), Some(Some(b))) => Some((*a, *b)),
+            _ => None,
+        };
+        let key: ResultKey = (tenant, filters.to_vec(), span);
+        let version = self.version.load(Ordering::Acquire);
+        let cached = self
+            .results
+            .lock()
+            .map
+            .get(&key)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, ids)| ids.clone());
+        let ids = match cached {
+            Some(ids) => ids,
+            None => {
+                let mut ids = self.eval_all(tenant, &compiled, tr)?;
+                ids.subtract(&self.deleted.0.read());
+                let ids = Arc::new(ids);
+                let mut rc = self.results.lock();
+                let limit = self.opts.cache_bytes / 32;
+                if rc.map.len() >= MAX_CACHED_RESULTS || rc.bytes + ids.heap_bytes() > limit {
+                    rc.map.clear();
+                    rc.bytes = 0;
+                }
+                if ids.heap_bytes() <= limit {
+                    rc.bytes += ids.heap_bytes();
+                    rc.map.insert(key, (version, ids.clone()));
+                }
+                ids
+            }
+        };
+        let ids = Arc::unwrap_or_clone(ids);
         if ids.len() > max {
             return Err(StorageError::TooManySeries { limit: max });
         }
@@ -745,6 +798,7 @@ impl Inner {
         }
         // Memory first (invisible at once), then the durable record (FORMATS.md §1.12).
         self.deleted.0.write().union_with(&ids);
+        self.version.fetch_add(1, Ordering::Release);
         let items: Vec<[u8; 9]> = ids
             .to_vec()
             .into_iter()
@@ -755,6 +809,7 @@ impl Inner {
             })
             .collect();
         tables[0].t().add_items(items.iter().map(|k| k.as_slice()));
+        self.version.fetch_add(1, Ordering::Release);
         tables[0].t().flush().map_err(ms_err)?;
         metrics::counter!("strata_index_deleted_series_total").increment(ids.len() as u64);
         Ok(ids.len() as u64)
@@ -773,6 +828,7 @@ impl Inner {
         };
         self.seen.lock().clear();
         *self.recent.lock() = Recent::default();
+        self.version.fetch_add(1, Ordering::Release);
         if let Some(old) = old {
             old.remove_on_drop.store(true, Ordering::Relaxed);
         }
