@@ -17,6 +17,9 @@ pub fn stale_nan() -> f64 {
     f64::from_bits(STALE_NAN_BITS)
 }
 
+/// Series per batch of the default `select_batches`.
+pub const SELECT_BATCH: usize = 1024;
+
 /// One series as read from storage: labels (sorted, `__name__` included) and samples in
 /// ascending timestamp order (milliseconds), `timestamps.len() == values.len()`.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +44,26 @@ pub struct SourceError(pub String);
 pub trait SeriesSource: Send + Sync {
     /// Series matching all `matchers`, with samples in `[start_ms, end_ms]`.
     fn select(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<Series>, SourceError>;
+
+    /// Streams the series `select` would return to `f` in batches, so a query never has to
+    /// hold every series at once; `f` returns `false` to stop early. The default calls `select`
+    /// once; storage implementations should override it and read batch by batch.
+    fn select_batches(
+        &self,
+        matchers: &[LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+        f: &mut dyn FnMut(Vec<Series>) -> bool,
+    ) -> Result<(), SourceError> {
+        let all = self.select(matchers, start_ms, end_ms)?;
+        let mut it = all.into_iter();
+        loop {
+            let batch: Vec<Series> = it.by_ref().take(SELECT_BATCH).collect();
+            if batch.is_empty() || !f(batch) {
+                return Ok(());
+            }
+        }
+    }
 
     /// Label names of series matching `matchers` (all series when empty), sorted.
     fn label_names(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<String>, SourceError>;
@@ -125,20 +148,43 @@ impl MemSource {
     }
 }
 
+/// A copy of `s` with only the samples in `[start_ms, end_ms]`.
+fn clip(s: &Series, start_ms: i64, end_ms: i64) -> Series {
+    let lo = s.timestamps.partition_point(|&t| t < start_ms);
+    let hi = s.timestamps.partition_point(|&t| t <= end_ms);
+    Series {
+        labels: s.labels.clone(),
+        timestamps: s.timestamps[lo..hi].to_vec(),
+        values: s.values[lo..hi].to_vec(),
+    }
+}
+
 impl SeriesSource for MemSource {
     fn select(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<Series>, SourceError> {
         Ok(self
             .matching(matchers, start_ms, end_ms)
-            .map(|s| {
-                let lo = s.timestamps.partition_point(|&t| t < start_ms);
-                let hi = s.timestamps.partition_point(|&t| t <= end_ms);
-                Series {
-                    labels: s.labels.clone(),
-                    timestamps: s.timestamps[lo..hi].to_vec(),
-                    values: s.values[lo..hi].to_vec(),
-                }
-            })
+            .map(|s| clip(s, start_ms, end_ms))
             .collect())
+    }
+
+    fn select_batches(
+        &self,
+        matchers: &[LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+        f: &mut dyn FnMut(Vec<Series>) -> bool,
+    ) -> Result<(), SourceError> {
+        let mut batch = Vec::with_capacity(SELECT_BATCH);
+        for s in self.matching(matchers, start_ms, end_ms) {
+            batch.push(clip(s, start_ms, end_ms));
+            if batch.len() == SELECT_BATCH && !f(std::mem::take(&mut batch)) {
+                return Ok(());
+            }
+        }
+        if !batch.is_empty() {
+            f(batch);
+        }
+        Ok(())
     }
 
     fn label_names(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<String>, SourceError> {

@@ -8,7 +8,7 @@ use strata_query::{
     Engine, FunctionRegistry, Labels, MemSource, QueryError, QueryOptions, QueryValue, Series, ValueType, stale_nan,
 };
 
-/// 600 series over 2 hours at 15s with counter resets, gaps and stale markers.
+/// 1100 series (more than one source batch) over 2 hours at 15s with counter resets, gaps and stale markers.
 fn source() -> MemSource {
     let mut src = MemSource::new();
     let mut seed = 42u64;
@@ -16,7 +16,7 @@ fn source() -> MemSource {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (seed >> 33) as f64 / (1u64 << 31) as f64
     };
-    for i in 0..600 {
+    for i in 0..1100 {
         let labels = Labels::from_pairs([
             ("__name__", "req_total".to_string()),
             ("job", format!("job{}", i % 7)),
@@ -143,6 +143,9 @@ fn limits_give_clear_errors() {
         err.to_string(),
         "the query hit the max number of series limit (limit: 10)"
     );
+    // The fused (streaming) aggregation path enforces the same limit.
+    let err = e.instant_query("sum(rate(req_total[5m]))", 600_000).unwrap_err();
+    assert!(matches!(err, QueryError::TooManySeries(10)), "{err}");
     let e = Engine::new(
         src.clone(),
         QueryOptions {

@@ -201,6 +201,18 @@ impl Acc {
         }
     }
 
+    /// Makes room for `groups` groups (groups appear as series stream in).
+    pub(crate) fn ensure_groups(&mut self, groups: usize) {
+        let cells = groups * self.n;
+        if self.count.len() < cells {
+            self.count.resize(cells, 0);
+            self.acc.resize(cells, 0.0);
+            if matches!(self.op, AggOp::Stddev | AggOp::Stdvar) {
+                self.aux.resize(cells, 0.0);
+            }
+        }
+    }
+
     /// Adds one series' per-step values to group `g`.
     pub(crate) fn add(&mut self, g: usize, vals: &[f64]) {
         let base = g * self.n;
@@ -242,9 +254,12 @@ impl Acc {
         }
     }
 
-    /// Combines another accumulator over the same groups and steps into this one.
+    /// Combines another accumulator over the same steps into this one; it may know fewer
+    /// groups (the layout is group-major, so shared groups have the same cells).
     pub(crate) fn merge(&mut self, o: Acc) {
-        for k in 0..self.count.len() {
+        let groups = o.count.len() / self.n.max(1);
+        self.ensure_groups(groups);
+        for k in 0..o.count.len() {
             let (c1, c2) = (self.count[k] as f64, o.count[k] as f64);
             if c2 == 0.0 {
                 continue;

@@ -449,6 +449,44 @@ impl<'e> Ctx<'e> {
         Ok(series)
     }
 
+    /// Streams series for `matchers` over `[mint, maxt]` in batches to `f`, enforcing the
+    /// limits as batches arrive; `f` returns `Ok(false)` to stop early.
+    pub fn fetch_batches(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+        f: &mut dyn FnMut(Vec<crate::source::Series>) -> Result<bool, QueryError>,
+    ) -> Result<(), QueryError> {
+        self.check_deadline()?;
+        let mut failure: Option<QueryError> = None;
+        let mut series_seen = 0usize;
+        self.engine.source.select_batches(matchers, mint, maxt, &mut |batch| {
+            series_seen += batch.len();
+            let n: usize = batch.iter().map(|s| s.timestamps.len()).sum();
+            self.series_fetched.fetch_add(batch.len(), Ordering::Relaxed);
+            let total = self.samples_fetched.fetch_add(n, Ordering::Relaxed) + n;
+            let step = if series_seen > self.opts().max_series {
+                Err(QueryError::TooManySeries(self.opts().max_series))
+            } else if total > self.opts().max_samples {
+                Err(QueryError::TooManySamples)
+            } else {
+                self.check_deadline().and_then(|_| f(batch))
+            };
+            match step {
+                Ok(more) => more,
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     pub fn eval(&self, e: &Expr) -> Result<Val, QueryError> {
         self.check_deadline()?;
         match e {

@@ -83,33 +83,12 @@ pub(crate) fn aggregate(
     };
     let refs = ctx.refs(vs.offset, vs.at);
     let (lo, hi) = min_max(&refs);
-    let raw = ctx.fetch(&vs.matchers, lo.saturating_sub(lookback), hi)?;
     // Output labels of the per-series step; duplicates would be Prometheus' "same labelset"
     // error or merge, which the ordinary path handles, so leave those to it.
     let keep_name = matches!(
         kind,
         PerSeries::Selector(_) | PerSeries::Range(Builtin::LastOverTime, _, _)
     );
-    let mut seen: HashSet<Labels> = HashSet::with_capacity(raw.len());
-    let mut group_of = Vec::with_capacity(raw.len());
-    let mut index: HashMap<Labels, usize> = HashMap::new();
-    let mut groups: Vec<Labels> = Vec::new();
-    for s in &raw {
-        let l = if keep_name {
-            s.labels.clone()
-        } else {
-            s.labels.without_name()
-        };
-        let key = group_key(&l, grouping, without);
-        if !seen.insert(l) {
-            return Ok(None);
-        }
-        let g = *index.entry(key.clone()).or_insert_with(|| {
-            groups.push(key);
-            groups.len() - 1
-        });
-        group_of.push(g);
-    }
     let eval_ts: Vec<i64> = (0..n).map(|i| ctx.t(i)).collect();
     let per_series = |s: &Series| -> Vec<f64> {
         match &kind {
@@ -126,44 +105,74 @@ pub(crate) fn aggregate(
             }
         }
     };
-    let threads = ctx.threads();
-    // Each thread holds a full accumulator; with many groups that costs memory, so stay serial.
-    let per_thread_cells = groups.len().saturating_mul(n);
-    if threads <= 1 || raw.len() < 256 || per_thread_cells > 50_000_000 {
-        let mut acc = Acc::new(op, groups.len(), n);
-        for (s, &g) in raw.iter().zip(&group_of) {
-            acc.add(g, &per_series(s));
+    let threads = ctx.threads().max(1);
+    let mut seen: HashSet<Labels> = HashSet::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<Labels> = Vec::new();
+    // One accumulator per thread, kept across batches and merged at the end.
+    let mut accs: Vec<Acc> = (0..threads).map(|_| Acc::new(op, 0, n)).collect();
+    let mut duplicate = false;
+    ctx.fetch_batches(&vs.matchers, lo.saturating_sub(lookback), hi, &mut |batch| {
+        let mut group_of = Vec::with_capacity(batch.len());
+        for s in &batch {
+            let l = if keep_name {
+                s.labels.clone()
+            } else {
+                s.labels.without_name()
+            };
+            let key = group_key(&l, grouping, without);
+            if !seen.insert(l) {
+                duplicate = true;
+                return Ok(false);
+            }
+            let g = *index.entry(key.clone()).or_insert_with(|| {
+                groups.push(key);
+                groups.len() - 1
+            });
+            group_of.push(g);
         }
-        return Ok(Some(acc.finish(groups)));
-    }
-    let chunk = raw.len().div_ceil(threads);
-    let ngroups = groups.len();
-    let partials: Vec<Acc> = std::thread::scope(|scope| {
-        let handles: Vec<_> = raw
-            .chunks(chunk)
-            .zip(group_of.chunks(chunk))
-            .map(|(series, gs)| {
-                let per_series = &per_series;
-                scope.spawn(move || {
-                    let mut acc = Acc::new(op, ngroups, n);
-                    for (s, &g) in series.iter().zip(gs) {
-                        acc.add(g, &per_series(s));
-                    }
-                    acc
+        // Each thread holds a full accumulator; with many groups that costs memory, so stay serial.
+        let serial = threads == 1 || batch.len() < 64 || groups.len().saturating_mul(n) > 20_000_000;
+        if serial {
+            accs[0].ensure_groups(groups.len());
+            for (s, &g) in batch.iter().zip(&group_of) {
+                accs[0].add(g, &per_series(s));
+            }
+            return Ok(true);
+        }
+        for a in accs.iter_mut() {
+            a.ensure_groups(groups.len());
+        }
+        let chunk = batch.len().div_ceil(threads);
+        let per_series = &per_series;
+        let all_ok = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .chunks(chunk)
+                .zip(group_of.chunks(chunk))
+                .zip(accs.iter_mut())
+                .map(|((series, gs), acc)| {
+                    scope.spawn(move || {
+                        for (s, &g) in series.iter().zip(gs) {
+                            acc.add(g, &per_series(s));
+                        }
+                    })
                 })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    });
-    if partials.len() != raw.chunks(chunk).len() {
-        return Err(QueryError::Eval("a worker thread panicked".into()));
+                .collect();
+            handles.into_iter().all(|h| h.join().is_ok())
+        });
+        if !all_ok {
+            return Err(QueryError::Eval("a worker thread panicked".into()));
+        }
+        Ok(true)
+    })?;
+    if duplicate {
+        return Ok(None);
     }
-    let mut it = partials.into_iter();
-    let Some(mut acc) = it.next() else {
-        return Ok(Some(Acc::new(op, ngroups, n).finish(groups)));
-    };
+    let mut it = accs.into_iter();
+    let mut acc = it.next().unwrap_or_else(|| Acc::new(op, 0, n));
     for p in it {
         acc.merge(p);
     }
+    acc.ensure_groups(groups.len());
     Ok(Some(acc.finish(groups)))
 }
