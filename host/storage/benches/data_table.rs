@@ -1,6 +1,8 @@
 //! Table benchmarks that print figures:
 //! 1. bytes per sample of the data files after a full merge, on node_exporter-like data
 //!    (counters and gauges scraped every 15 s with jitter, 12 h per series);
+//!    side by side with VictoriaMetrics (`/usr/bin/victoria-metrics`, or `STRATA_BENCH_VM`) fed
+//!    the same samples over its Prometheus text import on a loopback port;
 //! 2. `add_rows` throughput on 1 and 2 threads for 100k series × 100 samples.
 //!
 //! Run: `cargo bench -p strata-storage --bench data_table`
@@ -222,6 +224,8 @@ fn bytes_per_sample(label: &str, mix: &[(u64, Kind)]) {
     let mut samples = 0u64;
     let t0 = Instant::now();
     let mut batch = Vec::with_capacity(n_targets * mix.len());
+    let mut vm = Vm::start();
+    let mut text = String::new();
     for i in 0..scrapes {
         batch.clear();
         for t in &mut tg {
@@ -238,6 +242,19 @@ fn bytes_per_sample(label: &str, mix: &[(u64, Kind)]) {
         }
         samples += batch.len() as u64;
         table.add_rows(&batch).expect("add_rows");
+        if let Some(v) = &mut vm {
+            use std::fmt::Write;
+            text.clear();
+            for r in &batch {
+                let t = &r.tsid;
+                let _ = writeln!(
+                    text,
+                    "m{}{{instance=\"t{}\",s=\"{}\"}} {} {}",
+                    t.metric_group_id, t.instance_id, t.metric_id, r.value, r.timestamp
+                );
+            }
+            v.import(&text);
+        }
     }
     table.force_merge("").expect("force_merge");
     let ingest = t0.elapsed();
@@ -263,6 +280,151 @@ fn bytes_per_sample(label: &str, mix: &[(u64, Kind)]) {
         );
     }
     table.close().expect("close");
+    match vm {
+        Some(mut v) => match v.merged_data_bytes() {
+            Some(vb) => println!(
+                "  VictoriaMetrics {} fed the same samples: {:.3} B/sample (data/small+big {vb} bytes); strata/VM = {:.2}",
+                v.version,
+                vb as f64 / samples as f64,
+                total as f64 / vb as f64
+            ),
+            None => println!("  VictoriaMetrics: could not measure (see {})", v.log.display()),
+        },
+        None => println!("  VictoriaMetrics: binary not found (set STRATA_BENCH_VM), no side-by-side figure"),
+    }
+}
+
+/// A VictoriaMetrics single-node process on a loopback port, fed the same samples over its
+/// Prometheus text import, for the side-by-side bytes-per-sample figure.
+struct Vm {
+    child: std::process::Child,
+    addr: String,
+    dir: tempfile::TempDir,
+    log: std::path::PathBuf,
+    version: String,
+    failed: bool,
+}
+
+impl Vm {
+    fn start() -> Option<Vm> {
+        let bin = std::env::var("STRATA_BENCH_VM").unwrap_or_else(|_| "/usr/bin/victoria-metrics".into());
+        if !Path::new(&bin).exists() {
+            return None;
+        }
+        let version = std::process::Command::new(&bin)
+            .arg("-version")
+            .output()
+            .map(|o| {
+                let out = [o.stdout, o.stderr].concat();
+                String::from_utf8_lossy(&out).trim().to_string()
+            })
+            .unwrap_or_default();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let dir = tempfile::tempdir().ok()?;
+        let log = dir.path().join("vm.log");
+        let child = std::process::Command::new(&bin)
+            .arg(format!("-storageDataPath={}", dir.path().join("vm").display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-retentionPeriod=1y")
+            .arg("-loggerLevel=ERROR")
+            .stdout(std::fs::File::create(&log).ok()?)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let vm = Vm {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            dir,
+            log,
+            version,
+            failed: false,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while vm.request("GET", "/health", "").is_none() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(vm)
+    }
+
+    /// One HTTP/1.1 request; the status code, or None if the connection failed.
+    fn request(&self, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.addr).ok()?;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        s.write_all(head.as_bytes()).ok()?;
+        s.write_all(body.as_bytes()).ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        let code = resp.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, resp))
+    }
+
+    fn import(&mut self, text: &str) {
+        if !self.failed && !matches!(self.request("POST", "/api/v1/import/prometheus", text), Some((204, _))) {
+            self.failed = true;
+        }
+    }
+
+    /// Flushes, force-merges, waits until merges are done, and sums data/small and data/big.
+    fn merged_data_bytes(&mut self) -> Option<u64> {
+        if self.failed {
+            return None;
+        }
+        self.request("GET", "/internal/force_flush", "")?;
+        self.request("GET", "/internal/force_merge", "")?;
+        let mut quiet = 0;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while quiet < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(1));
+            let (_, m) = self.request("GET", "/metrics", "")?;
+            let busy = m
+                .lines()
+                .filter(|l| l.starts_with("vm_active_merges{type=\"storage/"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+            quiet = if busy == 0.0 { quiet + 1 } else { 0 };
+        }
+        let mut bytes = 0;
+        for tier in ["small", "big"] {
+            bytes += dir_bytes_skip(&self.dir.path().join("vm").join("data").join(tier));
+        }
+        Some(bytes)
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Like `dir_bytes`, without snapshots.
+fn dir_bytes_skip(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name() == "snapshots" {
+            continue;
+        }
+        let p = e.path();
+        if p.is_dir() {
+            total += dir_bytes_skip(&p);
+        } else if let Ok(m) = p.metadata() {
+            total += m.len();
+        }
+    }
+    total
 }
 
 fn add_rows_throughput(threads: usize) {
