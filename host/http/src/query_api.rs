@@ -30,7 +30,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use strata_query::lexer::{Tok, lex};
 use strata_query::{
-    Engine, Expr, LabelMatcher, Labels, QueryError, QueryOptions, QueryResult, QueryValue, SeriesSource,
+    Engine, Expr, FunctionRegistry, LabelMatcher, Labels, QueryError, QueryOptions, QueryResult, QueryValue,
+    SeriesSource,
 };
 
 use crate::error::{ApiError, ErrorType};
@@ -48,11 +49,22 @@ struct QueryState {
     engine: Engine,
 }
 
-/// The query routes, at `/api/v1/...` and `/prometheus/api/v1/...`.
+/// The query routes, at `/api/v1/...` and `/prometheus/api/v1/...`, with the built-in functions.
 pub fn routes(source: Arc<dyn SeriesSource>, opts: QueryApiOptions) -> Router {
-    let state = QueryState {
-        engine: Engine::new(source, opts.engine),
-    };
+    engine_routes(Engine::new(source, opts.engine))
+}
+
+/// The query routes with a function registry that includes plugin functions.
+pub fn routes_with_registry(
+    source: Arc<dyn SeriesSource>,
+    opts: QueryApiOptions,
+    registry: Arc<FunctionRegistry>,
+) -> Router {
+    engine_routes(Engine::with_registry(source, registry, opts.engine))
+}
+
+fn engine_routes(engine: Engine) -> Router {
+    let state = QueryState { engine };
     let mut router = Router::new();
     for prefix in ["", "/prometheus"] {
         router = router
