@@ -210,6 +210,9 @@ impl Cursor {
 /// Start with [`TableSearch::seek`]; the parts stay alive as long as the search does.
 pub struct TableSearch {
     cursors: Vec<Cursor>,
+    /// Cursors positioned on an item; exhausted ones are left out so that parts without
+    /// items in the scanned range (often most small parts) cost nothing per step.
+    active: Vec<usize>,
     cur: Option<usize>,
     cache: Option<Arc<BlockCache>>,
 }
@@ -227,15 +230,18 @@ impl TableSearch {
             .collect();
         Self {
             cursors,
+            active: Vec::new(),
             cur: None,
             cache,
         }
     }
 
     fn pick(&mut self) {
+        let cursors = &self.cursors;
+        self.active.retain(|&i| cursors[i].current().is_some());
         let mut best: Option<(usize, &[u8])> = None;
-        for (i, c) in self.cursors.iter().enumerate() {
-            if let Some(it) = c.current()
+        for &i in &self.active {
+            if let Some(it) = cursors[i].current()
                 && best.is_none_or(|(_, b)| it < b)
             {
                 best = Some((i, it));
@@ -250,6 +256,7 @@ impl TableSearch {
         for c in &mut self.cursors {
             c.seek(key, cache.as_deref())?;
         }
+        self.active = (0..self.cursors.len()).collect();
         self.pick();
         Ok(())
     }

@@ -333,15 +333,15 @@ impl Inner {
 
     /// Turns pending items into a sorted in-memory part.
     fn pending_to_mem(&self) {
-        let items = {
+        // The pending lock is held until the part is listed: otherwise a search could find
+        // pending empty while the items are not in any part yet, and miss them.
+        let too_many = {
             let mut p = self.pending.lock();
             if p.is_empty() {
                 return;
             }
-            std::mem::take(&mut *p)
-        };
-        let part = Arc::new(Part::mem(items.sorted()));
-        let too_many = {
+            let part = Arc::new(Part::mem(p.sorted()));
+            p.clear();
             let mut parts = self.parts.write();
             parts.push(part);
             parts.iter().filter(|p| p.is_mem()).count() > MAX_INMEM_PARTS

@@ -290,3 +290,42 @@ fn seeks_find_every_item_across_many_blocks() {
         assert!(s.contains(it).unwrap());
     }
 }
+
+#[test]
+fn searches_see_every_item_added_before_them_under_background_work() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let o = TableOptions {
+        flush_interval: std::time::Duration::from_millis(5),
+        pending_interval: std::time::Duration::from_millis(1),
+        ..TableOptions::default()
+    };
+    let t = Arc::new(Table::open(dir.path(), o).unwrap());
+    let added = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (t, added, done) = (t.clone(), added.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                t.add_items([&i.to_be_bytes()[..]]);
+                i += 1;
+                added.store(i, Ordering::Release);
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    while std::time::Instant::now() < deadline {
+        let n = added.load(Ordering::Acquire);
+        let mut s = t.search();
+        let mut seen = 0u64;
+        s.for_each_with_prefix(b"", |it| {
+            seen += u64::from(u64::from_be_bytes(it.try_into().unwrap()) < n);
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, n, "a search missed items added before it");
+    }
+    done.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+}
