@@ -483,3 +483,24 @@ fn cached_results_follow_writes_and_deletes() {
     add(&db, t, &[("__name__", "m"), ("id", "2"), ("job", "a")], T0 + DAY);
     assert_eq!(ids(&db, t, &q, day2), "2");
 }
+
+#[test]
+fn oversized_names_are_rejected_and_empty_label_names_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = IndexDb::open(dir.path(), opts()).unwrap();
+    let t = Tenant::default();
+    let big = "v".repeat(40_000);
+    let labels = [
+        Label {
+            name: "__name__",
+            value: "m",
+        },
+        Label { name: "a", value: &big },
+        Label { name: "b", value: &big },
+    ];
+    let err = db.get_or_create_tsid(t, &labels, T0).unwrap_err();
+    assert!(matches!(err, StorageError::InvalidInput(_)), "{err}");
+    let a = add(&db, t, &[("__name__", "m"), ("", "x"), ("job", "j")], T0);
+    assert_eq!(add(&db, t, &[("__name__", "m"), ("job", "j")], T0), a);
+    assert_eq!(db.label_values(t, "__name__", &[], ALL, 0).unwrap(), ["m"]);
+}

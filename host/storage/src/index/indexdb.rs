@@ -28,6 +28,9 @@ const MS_PER_DAY: i64 = 86_400_000;
 const MAX_DAYS_FOR_PER_DAY_SEARCH: u64 = 40;
 /// Above this many matches, TSIDs are read by one scan instead of a lookup per series.
 const SCAN_TSIDS_ABOVE: usize = 20_000;
+/// Longest canonical name accepted (index items carry it whole; mergeset items are at most
+/// 64 KiB).
+const MAX_NAME_BYTES: usize = strata_mergeset::MAX_ITEM_SIZE - 128;
 /// Where the metric id counter is persisted so it never goes backwards across restarts.
 const SEED_FILE: &str = "metric_id_seed";
 /// Rotation happens this long after a retention boundary (FORMATS.md §4.6: off-peak, issue 248).
@@ -566,6 +569,13 @@ impl Inner {
         let cn = CanonicalName::from_labels(tenant, labels)?;
         let mut mn = Vec::with_capacity(raw.len() + 16);
         cn.marshal(&mut mn);
+        if mn.len() > MAX_NAME_BYTES {
+            // Index items hold the whole name and mergeset drops items over 64 KiB.
+            return Err(StorageError::InvalidInput(format!(
+                "series name of {} bytes exceeds the limit of {MAX_NAME_BYTES} bytes",
+                mn.len()
+            )));
+        }
         let guard = self.create_lock.lock();
         let curr = self.tables.read().curr.clone();
         if let Some((tsid, generation)) = self.name_cache.get(&key, h1)

@@ -132,6 +132,10 @@ impl CanonicalName {
                 name = l.value.to_string();
                 continue;
             }
+            if l.name.is_empty() {
+                // Prometheus forbids empty label names; in the index "" is the metric name.
+                continue;
+            }
             if let Some(t) = tags.iter_mut().find(|t| t.0 == l.name) {
                 t.1 = l.value.to_string();
             } else {
@@ -223,7 +227,7 @@ pub fn marshal_raw(dst: &mut Vec<u8>, tenant: Tenant, labels: &[super::Label<'_>
     dst.extend_from_slice(&tenant.account_id.to_be_bytes());
     dst.extend_from_slice(&tenant.project_id.to_be_bytes());
     for l in labels {
-        if l.value.is_empty() {
+        if l.value.is_empty() || l.name.is_empty() {
             continue;
         }
         let name = if l.name == "__name__" { "" } else { l.name };
