@@ -350,6 +350,16 @@ impl Vm {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let mut vm = vm;
+        vm.version = format!("({bin})");
+        if let Some((_, m)) = vm.request("GET", "/metrics", "")
+            && let Some(v) = m
+                .split("vm_app_version{version=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+        {
+            vm.version = v.to_string();
+        }
         Some(vm)
     }
 

@@ -6,6 +6,7 @@
 
 pub mod decimal;
 pub mod nearest_delta;
+pub mod packed;
 pub mod varint;
 
 use crate::error::{Result, StorageError};
@@ -26,6 +27,10 @@ pub enum MarshalType {
     NearestDelta2 = 5,
     /// First differences (gauges).
     NearestDelta = 6,
+    /// Our own: bit-packed first differences ([`packed`]).
+    PackedDelta = 7,
+    /// Our own: bit-packed second differences ([`packed`]).
+    PackedDelta2 = 8,
 }
 
 impl MarshalType {
@@ -38,6 +43,8 @@ impl MarshalType {
             4 => Self::ZstdNearestDelta,
             5 => Self::NearestDelta2,
             6 => Self::NearestDelta,
+            7 => Self::PackedDelta,
+            8 => Self::PackedDelta2,
             _ => return None,
         })
     }
@@ -127,15 +134,33 @@ pub fn marshal_int64s(dst: &mut Vec<u8>, a: &[i64], precision_bits: u8) -> Resul
         }
     };
     let plain_len = dst.len() - start;
+    let mut best = (plain, plain_len);
     if plain_len >= MIN_COMPRESSIBLE
         && let Ok(z) = zstd_compress(&dst[start..], payload_level(a.len()))
         && (z.len() as f64) < 0.9 * plain_len as f64
     {
         dst.truncate(start);
         dst.extend_from_slice(&z);
-        return Ok((zstd_type, first));
+        best = (zstd_type, z.len());
     }
-    Ok((plain, first))
+    // Lossless blocks also try bit-packed first and second differences and keep the smallest.
+    if precision_bits == 64 && a.len() > 2 {
+        let d1: Vec<i64> = a.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
+        let mut d2 = Vec::with_capacity(d1.len());
+        d2.push(d1[0]);
+        d2.extend(d1.windows(2).map(|w| w[1].wrapping_sub(w[0])));
+        let mut p = Vec::with_capacity(best.1);
+        for (mt, d) in [(MarshalType::PackedDelta, &d1), (MarshalType::PackedDelta2, &d2)] {
+            p.clear();
+            packed::pack(&mut p, d);
+            if p.len() < best.1 {
+                dst.truncate(start);
+                dst.extend_from_slice(&p);
+                best = (mt, p.len());
+            }
+        }
+    }
+    Ok((best.0, first))
 }
 
 /// Decodes `n` values written by [`marshal_int64s`], appending them to `dst`.
@@ -167,6 +192,23 @@ pub fn unmarshal_int64s(dst: &mut Vec<i64>, src: &[u8], mt: MarshalType, first: 
         }
         MarshalType::NearestDelta => nearest_delta::unmarshal_nearest_delta(dst, src, first, n),
         MarshalType::NearestDelta2 => nearest_delta::unmarshal_nearest_delta2(dst, src, first, n),
+        MarshalType::PackedDelta | MarshalType::PackedDelta2 => {
+            let start = dst.len();
+            dst.push(first);
+            packed::unpack(dst, src, n - 1)?;
+            let vals = &mut dst[start..];
+            if mt == MarshalType::PackedDelta2 {
+                // Second differences → first differences (vals[1] already is the first one).
+                for i in 2..vals.len() {
+                    vals[i] = vals[i].wrapping_add(vals[i - 1]);
+                }
+            }
+            // First differences → values.
+            for i in 1..vals.len() {
+                vals[i] = vals[i].wrapping_add(vals[i - 1]);
+            }
+            Ok(())
+        }
         MarshalType::ZstdNearestDelta | MarshalType::ZstdNearestDelta2 => {
             // A varint is at most 10 bytes: anything larger is a lie (or a zip bomb).
             let plain = zstd_decompress(src, n.saturating_mul(10) + 16).map_err(|e| format!("zstd: {e}"))?;
@@ -302,7 +344,7 @@ mod tests {
         assert!(unmarshal_int64s(&mut Vec::new(), &[], MarshalType::Const, 0, 0).is_err());
         assert!(unmarshal_int64s(&mut Vec::new(), &[1, 2, 3], MarshalType::ZstdNearestDelta, 0, 3).is_err());
         assert_eq!(MarshalType::from_u8(0), None);
-        assert_eq!(MarshalType::from_u8(7), None);
+        assert_eq!(MarshalType::from_u8(9), None);
     }
 
     proptest! {
@@ -323,7 +365,7 @@ mod tests {
         }
 
         #[test]
-        fn garbage_never_panics(b in proptest::collection::vec(any::<u8>(), 0..200), mt in 1u8..=6, n in 1usize..50) {
+        fn garbage_never_panics(b in proptest::collection::vec(any::<u8>(), 0..200), mt in 1u8..=8, n in 1usize..50) {
             let mt = MarshalType::from_u8(mt).unwrap();
             let _ = unmarshal_int64s(&mut Vec::new(), &b, mt, 7, n);
         }
