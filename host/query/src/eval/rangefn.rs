@@ -16,12 +16,12 @@ pub(crate) fn eval_range_fn(
         for (&sf, &tf) in scalars[0].iter().zip(&scalars[1]) {
             if sf <= 0.0 || sf >= 1.0 || sf.is_nan() {
                 return Err(QueryError::Eval(format!(
-                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf}"
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
                 )));
             }
             if tf <= 0.0 || tf >= 1.0 || tf.is_nan() {
                 return Err(QueryError::Eval(format!(
-                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf}"
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
                 )));
             }
         }
