@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,8 +26,15 @@ use crate::{DeletedMetricIds, Result, StorageError, TSID_SIZE, Tenant, TimeRange
 const MS_PER_DAY: i64 = 86_400_000;
 /// Ranges spanning more days than this search the global index (FORMATS.md §4.2).
 const MAX_DAYS_FOR_PER_DAY_SEARCH: u64 = 40;
-/// Above this many matches, TSIDs are read by one scan instead of a lookup per series.
-const SCAN_TSIDS_ABOVE: usize = 20_000;
+/// Above this many matches, TSIDs are read by one scan instead of a lookup per series. A
+/// static so tests can reach the scan path with few series.
+static SCAN_TSIDS_ABOVE: AtomicUsize = AtomicUsize::new(100_000);
+
+/// Sets the match count above which TSIDs are read by a scan. For tests; not a tuning knob.
+#[doc(hidden)]
+pub fn set_scan_tsids_above(n: usize) {
+    SCAN_TSIDS_ABOVE.store(n, Ordering::Relaxed);
+}
 /// Longest canonical name accepted (index items carry it whole; mergeset items are at most
 /// 64 KiB).
 const MAX_NAME_BYTES: usize = strata_mergeset::MAX_ITEM_SIZE - 128;
@@ -374,7 +381,7 @@ impl IndexDb {
         let tables = self.inner.tables.read().all();
         let mut out = Vec::with_capacity(ids.len());
         let mut searchers: Vec<Searcher> = tables.iter().map(|t| t.searcher(tenant, false)).collect();
-        if ids.len() > SCAN_TSIDS_ABOVE {
+        if ids.len() > SCAN_TSIDS_ABOVE.load(Ordering::Relaxed) {
             // One pass over the id→TSID rows beats a seek per id for big results.
             let mut left = ids;
             for s in &mut searchers {

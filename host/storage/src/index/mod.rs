@@ -21,6 +21,8 @@ use std::time::Duration;
 
 pub use indexdb::IndexDb;
 #[doc(hidden)]
+pub use indexdb::set_scan_tsids_above;
+#[doc(hidden)]
 pub use search::set_match_by_name_below;
 pub use uint64set::Uint64Set;
 

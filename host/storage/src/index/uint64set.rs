@@ -229,6 +229,27 @@ impl Uint64Set {
 
     /// Removes every value of `other`.
     pub fn subtract(&mut self, other: &Uint64Set) {
+        if other.len > self.len {
+            // Walk the smaller side: keep what `other` lacks.
+            let mut len = 0;
+            self.buckets.retain(|hi, a| {
+                let Some(b) = other.buckets.get(hi) else {
+                    len += a.len();
+                    return true;
+                };
+                let mut keep = Bucket::Small(Vec::new());
+                a.for_each(|lo| {
+                    if !b.contains(lo) {
+                        keep.add(lo);
+                    }
+                });
+                *a = keep;
+                len += a.len();
+                a.len() > 0
+            });
+            self.len = len;
+            return;
+        }
         for (hi, ob) in &other.buckets {
             if let Some(a) = self.buckets.get_mut(hi) {
                 let mut removed = 0;
