@@ -196,3 +196,64 @@ fn bad_remote_write_is_400_and_keeps_earlier_data() {
     let count = instant(&node, "count(e2e_requests_total)", end);
     assert_eq!(scalar_of(&count), SERIES as f64);
 }
+
+#[test]
+fn export_status_and_delete_series() {
+    let end = now_ms() - 60_000;
+    let node = Strata::single();
+    assert_eq!(remote_write(&node, &write_request(end)).status, 204);
+    let _ = instant(&node, "count(e2e_requests_total)", end);
+
+    // Export: one JSON line per series with every sample, __name__ first.
+    let export = node.get("/api/v1/export?match[]=e2e_requests_total");
+    assert_eq!(export.status, 200, "{}", export.body);
+    let lines: Vec<serde_json::Value> = export.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), SERIES, "{}", export.body);
+    for line in &lines {
+        assert_eq!(line["metric"]["__name__"], "e2e_requests_total");
+        let i: i64 = line["metric"]["instance"].as_str().unwrap()["host-".len()..]
+            .parse()
+            .unwrap();
+        let values: Vec<f64> = line["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let want: Vec<f64> = (0..SAMPLES).map(|k| (i * 1000 + k) as f64).collect();
+        assert_eq!(values, want);
+        let timestamps = line["timestamps"].as_array().unwrap();
+        assert_eq!(timestamps.last().unwrap().as_i64(), Some(end));
+    }
+    assert!(
+        export.body.trim_start().starts_with("{\"metric\":{\"__name__\""),
+        "{}",
+        export.body
+    );
+    assert_eq!(node.get("/api/v1/export").status, 400, "match[] is required");
+    assert_eq!(node.get("/api/v1/export?match[]=rate(x[5m])").status, 400);
+
+    // Cardinality for today.
+    let status = node.get("/api/v1/status/tsdb").json();
+    assert_eq!(status["status"], "success", "{status}");
+    let by_name = status["data"]["seriesCountByMetricName"].as_array().unwrap();
+    assert!(
+        by_name
+            .iter()
+            .any(|e| e["name"] == "e2e_requests_total" && e["value"] == SERIES as u64),
+        "{status}"
+    );
+
+    // Delete one series: gone from queries at once, the others stay.
+    let deleted = node.post(
+        "/api/v1/admin/tsdb/delete_series",
+        "application/x-www-form-urlencoded",
+        b"match[]=e2e_requests_total%7Binstance%3D%22host-1%22%7D",
+    );
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let count = node.get(&format!(
+        "/api/v1/query?query=count(e2e_requests_total)&time={}",
+        end as f64 / 1000.0
+    ));
+    assert_eq!(scalar_of(&count.json()), (SERIES - 1) as f64, "{}", count.body);
+}

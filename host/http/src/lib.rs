@@ -8,8 +8,10 @@ pub mod admin_api;
 pub mod error;
 pub mod ingest_api;
 pub mod local;
+mod params;
 pub mod query_api;
 pub mod self_metrics;
+pub mod storage_api;
 
 use std::future::Future;
 use std::net::SocketAddr;

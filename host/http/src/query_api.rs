@@ -20,7 +20,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
@@ -28,14 +28,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use strata_query::lexer::{Tok, lex};
 use strata_query::{
-    Engine, Expr, FunctionRegistry, LabelMatcher, Labels, QueryError, QueryOptions, QueryResult, QueryValue,
-    SeriesSource,
+    Engine, FunctionRegistry, LabelMatcher, Labels, QueryError, QueryOptions, QueryResult, QueryValue, SeriesSource,
 };
 
 use crate::error::{ApiError, ErrorType};
-use crate::read_body;
+use crate::params::{Params, invalid_param, now_ms, optional_time, parse_duration, parse_time, required};
 
 /// Settings of the query API.
 #[derive(Clone, Debug, Default)]
@@ -89,152 +87,6 @@ fn engine_routes(engine: Engine) -> Router {
             );
     }
     router.with_state(state)
-}
-
-/// Request parameters from the query string and, for form posts, the body.
-struct Params(Vec<(String, String)>);
-
-impl Params {
-    async fn read(uri: &Uri, headers: &HeaderMap, body: Body) -> Result<Params, ApiError> {
-        let mut out: Vec<(String, String)> = uri
-            .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
-        let is_form = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        if is_form {
-            let bytes = read_body(body).await?;
-            out.extend(form_urlencoded::parse(&bytes).into_owned());
-        }
-        Ok(Params(out))
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
-fn invalid_param(name: &str, err: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!("invalid parameter \"{name}\": {err}"))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// RFC 3339 (`2024-01-02T03:04:05.678Z`, `+01:00` offsets) to milliseconds.
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if b[13] != b':'
-        || b[16] != b':'
-        || !(1..=12).contains(&mo)
-        || !(1..=31).contains(&d)
-        || h > 23
-        || mi > 59
-        || sec > 60
-    {
-        return None;
-    }
-    let mut i = 19;
-    let mut frac_ms = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let digits = &s[start..i];
-        if digits.is_empty() {
-            return None;
-        }
-        let padded: String = digits.chars().chain(std::iter::repeat('0')).take(3).collect();
-        frac_ms = padded.parse().ok()?;
-    }
-    let offset_min = match s.get(i..)? {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
-            let oh: i64 = tz[1..3].parse().ok()?;
-            let om: i64 = tz[4..6].parse().ok()?;
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            sign * (oh * 60 + om)
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(y, mo, d);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
-    Some(secs * 1000 + frac_ms)
-}
-
-/// A timestamp parameter: Unix seconds (with fraction) or RFC 3339.
-fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
-    if let Ok(f) = v.parse::<f64>()
-        && f.is_finite()
-    {
-        return Ok((f * 1000.0).round() as i64);
-    }
-    parse_rfc3339(v).ok_or_else(|| invalid_param(name, format!("cannot parse \"{v}\" to a valid timestamp")))
-}
-
-/// A duration parameter: seconds (with fraction) or a PromQL duration.
-fn parse_duration(name: &str, v: &str) -> Result<i64, ApiError> {
-    if let Ok(f) = v.parse::<f64>()
-        && f.is_finite()
-    {
-        return Ok((f * 1000.0).round() as i64);
-    }
-    match lex(v).ok().as_deref() {
-        Some([t, e]) if e.tok == Tok::Eof => {
-            if let Tok::Duration(d) = t.tok {
-                return Ok(d);
-            }
-        }
-        _ => {}
-    }
-    Err(invalid_param(name, format!("cannot parse \"{v}\" to a valid duration")))
-}
-
-fn optional_time(p: &Params, name: &str, default: i64) -> Result<i64, ApiError> {
-    match p.get(name) {
-        None | Some("") => Ok(default),
-        Some(v) => parse_time(name, v),
-    }
-}
-
-fn required<'a>(p: &'a Params, name: &str) -> Result<&'a str, ApiError> {
-    match p.get(name) {
-        Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(invalid_param(name, format!("missing required parameter {name:?}"))),
-    }
 }
 
 fn query_error(err: QueryError) -> ApiError {
@@ -408,17 +260,7 @@ async fn query_range(
 
 /// Parses each `match[]` selector into its matchers.
 fn selectors(engine: &Engine, p: &Params) -> Result<Vec<Vec<LabelMatcher>>, ApiError> {
-    p.all("match[]")
-        .into_iter()
-        .map(|m| match engine.parse(m) {
-            Ok(Expr::Vector(vs)) => Ok(vs.matchers),
-            Ok(_) => Err(invalid_param(
-                "match[]",
-                format!("{m:?} is not an instant vector selector"),
-            )),
-            Err(e) => Err(invalid_param("match[]", e)),
-        })
-        .collect()
+    crate::params::match_selectors(p, |m| engine.parse(m))
 }
 
 fn limit(p: &Params) -> Result<usize, ApiError> {
@@ -549,6 +391,7 @@ async fn empty_list() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::read_body;
     use axum::http::Request;
     use strata_query::MemSource;
     use tower::ServiceExt;
@@ -660,9 +503,6 @@ mod tests {
 
     #[test]
     fn time_formats() {
-        assert_eq!(parse_rfc3339("2024-02-29T13:45:00Z"), Some(1_709_214_300_000));
-        assert_eq!(parse_rfc3339("2024-02-29T14:45:00.25+01:00"), Some(1_709_214_300_250));
-        assert_eq!(parse_rfc3339("2024-02-29 13:45"), None);
         assert_eq!(fmt_ts(1_700_000_000_000), "1700000000");
         assert_eq!(fmt_ts(1_500), "1.5");
         assert_eq!(fmt_value(f64::INFINITY), "+Inf");

@@ -11,7 +11,10 @@ use anyhow::Context;
 use strata_config::{ApplianceConfig, CorruptPartPolicy, Role};
 use strata_http::local::{StorageSink, StorageSource};
 use strata_http::query_api::QueryApiOptions;
-use strata_http::{BuildInfo, HttpOptions, MetricsHandle, ServerBuilder, admin_api, ingest_api, query_api};
+use strata_http::storage_api::StorageApiOptions;
+use strata_http::{
+    BuildInfo, HttpOptions, MetricsHandle, ServerBuilder, admin_api, ingest_api, query_api, storage_api,
+};
 use strata_ingest::IngestLimits;
 use strata_query::QueryOptions;
 use strata_storage::data::TableOptions;
@@ -91,6 +94,7 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     };
     let query_options = QueryOptions::default();
     let source = StorageSource::new(Arc::clone(&storage), Tenant::default(), query_options.max_series);
+    let max_series = query_options.max_series;
     let router = ServerBuilder::new(http_options.clone(), metrics)
         .merge(ingest_api::routes(
             Arc::new(StorageSink::new(Arc::clone(&storage))),
@@ -99,6 +103,13 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         .merge(query_api::routes(
             Arc::new(source),
             QueryApiOptions { engine: query_options },
+        ))
+        .merge(storage_api::routes(
+            Arc::clone(&storage),
+            StorageApiOptions {
+                tenant: Tenant::default(),
+                max_series,
+            },
         ))
         .merge(admin_api::routes(Arc::clone(&storage)))
         .build();
