@@ -5,5 +5,7 @@
 //! - [`relabel`]: Prometheus relabeling.
 
 pub mod config;
+pub mod discovery;
 pub mod duration;
 pub mod relabel;
+pub mod scrape;

@@ -1,0 +1,452 @@
+//! One scrape loop per target: fetch, parse, label, relabel, limit, add the automatic series and
+//! staleness markers (FORMATS.md §6.4, §6.5), push to the sink.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use strata_ingest::exposition::{Line, Parser};
+use strata_ingest::{MetricBatch, SampleSink, Tenant};
+
+use crate::discovery::{Auth, TargetSpec};
+use crate::relabel::{self, Labels};
+
+/// Prometheus' staleness marker: a NaN with this exact bit pattern.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// The staleness marker value.
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+/// Largest response body read from a target (bigger ones fail the scrape).
+pub const MAX_SCRAPE_SIZE: u64 = 64 << 20;
+
+/// Names of the series added to every scrape.
+pub const AUTO_METRICS: [&str; 7] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+    "scrape_timeout_seconds",
+    "scrape_response_size_bytes",
+];
+
+/// Health of a target, as Prometheus reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Health {
+    /// Not scraped yet.
+    #[default]
+    Unknown,
+    /// The last scrape succeeded.
+    Up,
+    /// The last scrape failed.
+    Down,
+}
+
+impl Health {
+    /// `unknown`, `up` or `down`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+}
+
+/// What the targets page shows about a target.
+#[derive(Clone, Debug, Default)]
+pub struct TargetStatus {
+    /// Health after the last scrape.
+    pub health: Health,
+    /// The error of the last scrape ("" if it succeeded).
+    pub last_error: String,
+    /// Start of the last scrape, ms since the epoch (0: never).
+    pub last_scrape_ms: i64,
+    /// How long the last scrape took.
+    pub last_duration: Duration,
+    /// Samples pushed by the last scrape after relabeling.
+    pub last_samples: usize,
+}
+
+/// How a loop is told to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The process is stopping: no markers (the series go on after a restart).
+    Quiet,
+    /// The target went away: mark all its series stale.
+    Stale,
+}
+
+/// The result of one scrape before the automatic series.
+struct Scraped {
+    batch: MetricBatch,
+    series: HashMap<u64, Labels>,
+    scraped: usize,
+    post_relabel: usize,
+    body_bytes: usize,
+}
+
+/// The state of one target's loop.
+pub struct ScrapeLoop {
+    spec: TargetSpec,
+    sink: Arc<dyn SampleSink>,
+    status: Arc<Mutex<TargetStatus>>,
+    client: ureq::Agent,
+    /// Series of the last successful scrape, for staleness.
+    last_series: HashMap<u64, Labels>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl ScrapeLoop {
+    /// A loop for `spec` writing into `sink` and reporting into `status`.
+    pub fn new(spec: TargetSpec, sink: Arc<dyn SampleSink>, status: Arc<Mutex<TargetStatus>>) -> Self {
+        let client = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(spec.timeout))
+            .max_redirects(10)
+            .build()
+            .into();
+        Self {
+            spec,
+            sink,
+            status,
+            client,
+            last_series: HashMap::new(),
+        }
+    }
+
+    /// Runs until told to stop. Scrapes of a job are spread over the interval by an offset
+    /// derived from the target's key, so they do not all fire at once.
+    pub fn run(mut self, stop: &Receiver<Stop>) {
+        let interval_ms = i64::try_from(self.spec.interval.as_millis()).unwrap_or(i64::MAX).max(1);
+        let offset = i64::try_from(self.spec.key % interval_ms as u64).unwrap_or(0);
+        let now = now_ms();
+        let mut next = now - now.rem_euclid(interval_ms) + offset;
+        if next < now {
+            next += interval_ms;
+        }
+        loop {
+            let wait = u64::try_from(next - now_ms()).unwrap_or(0);
+            match stop.recv_timeout(Duration::from_millis(wait)) {
+                Ok(how) => return self.finish(how),
+                Err(RecvTimeoutError::Disconnected) => return self.finish(Stop::Quiet),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.scrape_once();
+            next += interval_ms;
+            let now = now_ms();
+            if next <= now {
+                // The scrape overran: skip the missed ticks, keep the phase.
+                next += (now - next) / interval_ms * interval_ms + interval_ms;
+            }
+        }
+    }
+
+    fn finish(&mut self, how: Stop) {
+        if how == Stop::Stale {
+            let ts = now_ms();
+            let mut batch = MetricBatch::new();
+            self.add_stale(&mut batch, ts, None);
+            for name in AUTO_METRICS {
+                let labels = self.auto_labels(name);
+                add(&mut batch, &labels, ts, stale_nan());
+            }
+            self.push(&batch);
+        }
+    }
+
+    /// Scrapes once now and pushes the result. Public for tests and benchmarks.
+    pub fn scrape_once(&mut self) {
+        let start = Instant::now();
+        let ts = now_ms();
+        let result = self.fetch().and_then(|body| self.process(&body, ts));
+        let duration = start.elapsed();
+        let (mut batch, up, scraped, post, added, size, error) = match result {
+            Ok(s) => {
+                let added = s.series.keys().filter(|k| !self.last_series.contains_key(k)).count();
+                let mut batch = s.batch;
+                self.add_stale(&mut batch, ts, Some(&s.series));
+                self.last_series = s.series;
+                (
+                    batch,
+                    1.0,
+                    s.scraped,
+                    s.post_relabel,
+                    added,
+                    s.body_bytes,
+                    String::new(),
+                )
+            }
+            Err(err) => {
+                let mut batch = MetricBatch::new();
+                self.add_stale(&mut batch, ts, None);
+                self.last_series.clear();
+                (batch, 0.0, 0, 0, 0, 0, err)
+            }
+        };
+        let auto = [
+            up,
+            duration.as_secs_f64(),
+            scraped as f64,
+            post as f64,
+            added as f64,
+            self.spec.timeout.as_secs_f64(),
+            size as f64,
+        ];
+        for (name, value) in AUTO_METRICS.iter().zip(auto) {
+            let labels = self.auto_labels(name);
+            add(&mut batch, &labels, ts, value);
+        }
+        metrics::counter!("strata_agent_scrapes_total").increment(1);
+        if up == 0.0 {
+            metrics::counter!("strata_agent_scrapes_failed_total").increment(1);
+            tracing::debug!(target = %self.spec.url, error = %error, "scrape failed");
+        }
+        metrics::counter!("strata_agent_scraped_samples_total").increment(post as u64);
+        self.push(&batch);
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        *status = TargetStatus {
+            health: if up == 1.0 { Health::Up } else { Health::Down },
+            last_error: error,
+            last_scrape_ms: ts,
+            last_duration: duration,
+            last_samples: post,
+        };
+    }
+
+    fn push(&self, batch: &MetricBatch) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(err) = self.sink.push(Tenant::default(), batch) {
+            metrics::counter!("strata_agent_push_errors_total").increment(1);
+            tracing::warn!(target = %self.spec.url, "cannot store scraped samples: {err}");
+        }
+    }
+
+    fn auto_labels(&self, name: &str) -> Labels {
+        let mut labels = self.spec.labels.clone();
+        relabel::set(&mut labels, "__name__", name.to_owned());
+        add_external(&mut labels, &self.spec.external_labels);
+        labels
+    }
+
+    /// Markers for the last scrape's series that are not in `current` (all if `None`).
+    fn add_stale(&self, batch: &mut MetricBatch, ts: i64, current: Option<&HashMap<u64, Labels>>) {
+        for (key, labels) in &self.last_series {
+            if current.is_none_or(|c| !c.contains_key(key)) {
+                add(batch, labels, ts, stale_nan());
+            }
+        }
+    }
+
+    fn fetch(&self) -> Result<String, String> {
+        if self.spec.url.starts_with("https://") {
+            return Err("https targets need a TLS client, which this build does not include".into());
+        }
+        let mut request = self
+            .client
+            .get(&self.spec.url)
+            .header(
+                "Accept",
+                "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=1,*/*;q=0.1",
+            )
+            .header(
+                "X-Prometheus-Scrape-Timeout-Seconds",
+                format!("{}", self.spec.timeout.as_secs_f64()),
+            )
+            .header("User-Agent", concat!("strata-agent/", env!("CARGO_PKG_VERSION")));
+        if let Some(value) = authorization(&self.spec.auth)? {
+            request = request.header("Authorization", value);
+        }
+        let mut response = request.call().map_err(|e| match e {
+            ureq::Error::Timeout(_) => format!("scrape timed out after {:?}", self.spec.timeout),
+            other => other.to_string(),
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("server returned HTTP status {status}"));
+        }
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_SCRAPE_SIZE)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::Timeout(_) => format!("scrape timed out after {:?}", self.spec.timeout),
+                other => format!("cannot read the body: {other}"),
+            })?;
+        String::from_utf8(body).map_err(|_| "the response is not valid UTF-8".to_owned())
+    }
+
+    fn process(&self, body: &str, ts: i64) -> Result<Scraped, String> {
+        let spec = &self.spec;
+        let mut batch = MetricBatch::new();
+        let mut series = HashMap::new();
+        let mut scraped = 0;
+        let mut post = 0;
+        for line in Parser::new(body) {
+            let line = line.map_err(|e| format!("cannot parse the response: {e}"))?;
+            let Line::Sample(sample) = line else { continue };
+            scraped += 1;
+            let mut labels: Labels = Vec::with_capacity(sample.labels.len() + spec.labels.len() + 1);
+            labels.push(("__name__".to_owned(), sample.name.to_owned()));
+            for (name, value) in &sample.labels {
+                labels.push(((*name).to_owned(), value.to_string()));
+            }
+            if spec.label_limit > 0 && labels.len() > spec.label_limit {
+                return Err(format!(
+                    "label_limit exceeded: a series has {} labels, the limit is {}",
+                    labels.len(),
+                    spec.label_limit
+                ));
+            }
+            relabel::normalize(&mut labels);
+            merge_target_labels(&mut labels, &spec.labels, spec.honor_labels);
+            if !relabel::apply_all(&spec.metric_relabel, &mut labels) {
+                continue;
+            }
+            add_external(&mut labels, &spec.external_labels);
+            if relabel::get(&labels, "__name__").is_none() {
+                continue;
+            }
+            post += 1;
+            let t = match sample.timestamp {
+                Some(t) if spec.honor_timestamps => t,
+                _ => ts,
+            };
+            add(&mut batch, &labels, t, sample.value);
+            series.insert(hash_labels(&labels), labels);
+        }
+        if spec.sample_limit > 0 && post > spec.sample_limit {
+            return Err(format!(
+                "sample_limit exceeded: {post} samples after relabeling, the limit is {}",
+                spec.sample_limit
+            ));
+        }
+        Ok(Scraped {
+            batch,
+            series,
+            scraped,
+            post_relabel: post,
+            body_bytes: body.len(),
+        })
+    }
+}
+
+/// Adds target labels to scraped `labels` (both sorted). With `honor_labels` the scraped
+/// value wins; otherwise the scraped one is kept as `exported_<name>` and the target's is set.
+pub fn merge_target_labels(labels: &mut Labels, target: &Labels, honor_labels: bool) {
+    for (name, value) in target {
+        match relabel::get(labels, name) {
+            None => relabel::set(labels, name, value.clone()),
+            Some(_) if honor_labels => {}
+            Some(existing) if existing == value => {}
+            Some(existing) => {
+                let existing = existing.to_owned();
+                let mut exported = format!("exported_{name}");
+                while relabel::get(labels, &exported).is_some() {
+                    exported.insert_str(0, "exported_");
+                }
+                relabel::set(labels, &exported, existing);
+                relabel::set(labels, name, value.clone());
+            }
+        }
+    }
+}
+
+fn add_external(labels: &mut Labels, external: &Labels) {
+    for (name, value) in external {
+        if relabel::get(labels, name).is_none() {
+            relabel::set(labels, name, value.clone());
+        }
+    }
+}
+
+fn add(batch: &mut MetricBatch, labels: &Labels, ts: i64, value: f64) {
+    let ok = labels.iter().try_for_each(|(n, v)| batch.push_label(n, v)).is_ok();
+    if !ok {
+        batch.abandon_series();
+        return;
+    }
+    batch.push_sample(ts, value);
+    if batch.finish_series().is_err() {
+        batch.abandon_series();
+    }
+}
+
+fn hash_labels(labels: &Labels) -> u64 {
+    let mut hasher = xxhash_rust::xxh64::Xxh64::new(0);
+    for (n, v) in labels {
+        hasher.update(n.as_bytes());
+        hasher.update(&[0xff]);
+        hasher.update(v.as_bytes());
+        hasher.update(&[0xfe]);
+    }
+    hasher.digest()
+}
+
+fn authorization(auth: &Auth) -> Result<Option<String>, String> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    Ok(match auth {
+        Auth::None => None,
+        Auth::Basic {
+            username,
+            password,
+            password_file,
+        } => {
+            let password = match (password, password_file) {
+                (_, Some(file)) => read(file)?,
+                (Some(p), None) => p.clone(),
+                (None, None) => String::new(),
+            };
+            Some(format!("Basic {}", base64(format!("{username}:{password}").as_bytes())))
+        }
+        Auth::Header {
+            kind,
+            credentials,
+            credentials_file,
+        } => {
+            let credentials = match (credentials, credentials_file) {
+                (_, Some(file)) => read(file)?,
+                (Some(c), None) => c.clone(),
+                (None, None) => String::new(),
+            };
+            Some(format!("{kind} {credentials}"))
+        }
+    })
+}
+
+/// Standard base64 with padding (for basic auth).
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
