@@ -357,6 +357,7 @@ impl Vm {
                 .split("vm_app_version{version=\"")
                 .nth(1)
                 .and_then(|r| r.split('"').next())
+            && !v.is_empty()
         {
             vm.version = v.to_string();
         }

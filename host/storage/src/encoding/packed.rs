@@ -46,6 +46,24 @@ pub fn pack(dst: &mut Vec<u8>, deltas: &[i64]) {
     }
 }
 
+/// The size [`pack`] would produce for the `n` differences `d(0..n)`, without building them.
+pub fn packed_len(n: usize, d: impl Fn(usize) -> i64) -> usize {
+    let shift = (0..n)
+        .map(&d)
+        .filter(|&v| v != 0)
+        .map(|v| v.trailing_zeros())
+        .min()
+        .unwrap_or(0);
+    let mut len = 1;
+    for start in (0..n).step_by(GROUP) {
+        let end = (start + GROUP).min(n);
+        let max = (start..end).map(|i| zigzag_encode(d(i) >> shift)).max().unwrap_or(0);
+        let width = (64 - max.leading_zeros()) as usize;
+        len += 1 + ((end - start) * width).div_ceil(8);
+    }
+    len
+}
+
 /// Reads `n` differences written by [`pack`], appending them to `dst`; the payload must be
 /// consumed exactly.
 pub fn unpack(dst: &mut Vec<i64>, src: &[u8], n: usize) -> Result<(), String> {
@@ -106,6 +124,7 @@ mod tests {
             let mut out = Vec::new();
             unpack(&mut out, &buf, d.len()).unwrap();
             prop_assert_eq!(&out, &d);
+            prop_assert_eq!(packed_len(d.len(), |i| d[i]), buf.len());
             for cut in 0..buf.len() {
                 prop_assert!(unpack(&mut Vec::new(), &buf[..cut], d.len()).is_err() || d.is_empty());
             }
