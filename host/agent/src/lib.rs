@@ -7,5 +7,6 @@
 pub mod config;
 pub mod discovery;
 pub mod duration;
+pub mod queue;
 pub mod relabel;
 pub mod scrape;
