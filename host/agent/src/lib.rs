@@ -9,4 +9,5 @@ pub mod discovery;
 pub mod duration;
 pub mod queue;
 pub mod relabel;
+pub mod remote_write;
 pub mod scrape;

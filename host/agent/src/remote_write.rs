@@ -1,0 +1,359 @@
+//! The remote-write client: a [`SampleSink`] that cuts batches into snappy-compressed
+//! remote-write 1.0 blocks, puts each into a persistent queue per URL, and one sender thread
+//! per URL that delivers them in order with retries (FORMATS.md §6.1, §6.2):
+//! 2xx done; 400 and 409 dropped (counted, logged); anything else, and network errors, retried
+//! forever with exponential backoff (1s doubling to 1m by default), `Retry-After` overriding
+//! the next delay. On shutdown the block being retried stays queued and is sent after restart.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use strata_ingest::prompb::{self, Label, Sample, TimeSeries, WriteRequest};
+use strata_ingest::{MetricBatch, PushOutcome, SampleSink, SinkError, Tenant};
+
+use crate::queue::{DEFAULT_CHUNK_SIZE, FileQueue, Peeked, QueueError, QueueOptions};
+
+/// Options of the remote-write client.
+#[derive(Clone, Debug)]
+pub struct RemoteWriteOptions {
+    /// Receivers, e.g. `http://127.0.0.1:8428/api/v1/write`.
+    pub urls: Vec<String>,
+    /// Where the queues live: `<path>/persistent-queue/<n>_<hash>/`.
+    pub queue_path: PathBuf,
+    /// Disk budget per URL; oldest blocks dropped beyond it (0: unlimited).
+    pub max_disk_bytes_per_url: u64,
+    /// Chunk file size.
+    pub chunk_size: u64,
+    /// First retry delay.
+    pub retry_min: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Timeout of one HTTP request.
+    pub send_timeout: Duration,
+    /// Samples per block at most.
+    pub max_samples_per_block: usize,
+}
+
+impl Default for RemoteWriteOptions {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            queue_path: PathBuf::from("strata-agent-data"),
+            max_disk_bytes_per_url: 0,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            max_samples_per_block: 10_000,
+        }
+    }
+}
+
+/// Delivery counters of one URL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UrlStats {
+    /// The URL with any password hidden.
+    pub url: String,
+    /// Blocks delivered.
+    pub blocks_sent: u64,
+    /// Blocks the receiver refused for good (400, 409).
+    pub blocks_rejected: u64,
+    /// Failed attempts that will be retried.
+    pub retries: u64,
+    /// Bytes waiting in the queue.
+    pub pending_bytes: u64,
+    /// Blocks dropped because the queue was full.
+    pub dropped_full: u64,
+}
+
+struct Url {
+    queue: Arc<FileQueue>,
+    stats: Arc<Mutex<UrlStats>>,
+}
+
+/// The remote-write client. Dropping it without [`RemoteWriter::shutdown`] also stops the
+/// senders, but does not wait for them.
+pub struct RemoteWriter {
+    urls: Vec<Url>,
+    stop: Vec<Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+    max_samples: usize,
+}
+
+/// The queue directory name of the `index`th URL: `<index+1>_<xxh64 of the URL without query
+/// and fragment, %016X>`, as vmagent names them.
+pub fn queue_dir_name(index: usize, url: &str) -> String {
+    let base = url.split(['?', '#']).next().unwrap_or(url);
+    format!("{}_{:016X}", index + 1, xxhash_rust::xxh64::xxh64(base.as_bytes(), 0))
+}
+
+/// `url` with the password of `user:password@` hidden.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:xxx{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl RemoteWriter {
+    /// Opens a queue per URL and starts its sender.
+    pub fn start(options: RemoteWriteOptions) -> Result<Self, QueueError> {
+        let mut urls = Vec::new();
+        let mut stop = Vec::new();
+        let mut threads = Vec::new();
+        for (i, url) in options.urls.iter().enumerate() {
+            let queue = Arc::new(FileQueue::open(QueueOptions {
+                dir: options.queue_path.join("persistent-queue").join(queue_dir_name(i, url)),
+                name: redact(url),
+                chunk_size: options.chunk_size,
+                max_disk_bytes: options.max_disk_bytes_per_url,
+            })?);
+            let stats = Arc::new(Mutex::new(UrlStats {
+                url: redact(url),
+                ..UrlStats::default()
+            }));
+            let (tx, rx) = std::sync::mpsc::channel();
+            let sender = UrlSender {
+                url: url.clone(),
+                queue: Arc::clone(&queue),
+                stats: Arc::clone(&stats),
+                options: options.clone(),
+                client: ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(options.send_timeout))
+                    .build()
+                    .into(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("rw-sender-{}", i + 1))
+                .spawn(move || sender.run(&rx))
+                .map_err(|source| QueueError::Io {
+                    dir: options.queue_path.clone(),
+                    what: "start the sender thread".into(),
+                    source,
+                })?;
+            urls.push(Url { queue, stats });
+            stop.push(tx);
+            threads.push(thread);
+        }
+        Ok(Self {
+            urls,
+            stop,
+            threads,
+            max_samples: options.max_samples_per_block.max(1),
+        })
+    }
+
+    /// Counters per URL.
+    pub fn stats(&self) -> Vec<UrlStats> {
+        self.urls
+            .iter()
+            .map(|u| {
+                let mut s = u.stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                s.pending_bytes = u.queue.pending_bytes();
+                s.dropped_full = u.queue.dropped_blocks();
+                s
+            })
+            .collect()
+    }
+
+    /// Stops the senders (a block in flight is finished or stays queued) and flushes the queues.
+    pub fn shutdown(mut self) {
+        self.stop.clear();
+        for url in &self.urls {
+            url.queue.close();
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        for url in &self.urls {
+            if let Err(err) = url.queue.flush() {
+                tracing::warn!("{err}");
+            }
+        }
+    }
+
+    /// Encodes `batch` as snappy remote-write 1.0 bodies of at most `max_samples` samples.
+    pub fn encode_blocks(batch: &MetricBatch, max_samples: usize) -> Vec<Vec<u8>> {
+        let mut blocks = Vec::new();
+        let mut request = WriteRequest::default();
+        let mut samples = 0;
+        for series in batch.iter() {
+            let labels = series
+                .labels()
+                .map(|(name, value)| Label {
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                })
+                .collect();
+            let points: Vec<Sample> = series
+                .timestamps()
+                .iter()
+                .zip(series.values())
+                .map(|(&timestamp, &value)| Sample { value, timestamp })
+                .collect();
+            samples += points.len();
+            request.timeseries.push(TimeSeries {
+                labels,
+                samples: points,
+                ..TimeSeries::default()
+            });
+            if samples >= max_samples {
+                blocks.push(prompb::encode_snappy(&request));
+                request.timeseries.clear();
+                samples = 0;
+            }
+        }
+        if !request.timeseries.is_empty() {
+            blocks.push(prompb::encode_snappy(&request));
+        }
+        blocks
+    }
+}
+
+impl Drop for RemoteWriter {
+    fn drop(&mut self) {
+        self.stop.clear();
+        for url in &self.urls {
+            url.queue.close();
+        }
+    }
+}
+
+impl SampleSink for RemoteWriter {
+    /// Queues the batch for every URL. The tenant is not sent: remote-write URLs carry it.
+    fn push(&self, _tenant: Tenant, batch: &MetricBatch) -> Result<PushOutcome, SinkError> {
+        let blocks = Self::encode_blocks(batch, self.max_samples);
+        for url in &self.urls {
+            for block in &blocks {
+                url.queue
+                    .push(block)
+                    .map_err(|e| SinkError::Unavailable(e.to_string()))?;
+            }
+            metrics::gauge!("strata_agent_remote_write_pending_bytes", "url" => url.stats.lock().unwrap_or_else(|p| p.into_inner()).url.clone())
+                .set(url.queue.pending_bytes() as f64);
+        }
+        Ok(PushOutcome {
+            samples_written: batch.sample_count() as u64,
+        })
+    }
+}
+
+/// What became of a block.
+enum Delivery {
+    Sent,
+    Rejected,
+    Stopped,
+}
+
+struct UrlSender {
+    url: String,
+    queue: Arc<FileQueue>,
+    stats: Arc<Mutex<UrlStats>>,
+    options: RemoteWriteOptions,
+    client: ureq::Agent,
+}
+
+impl UrlSender {
+    fn run(self, stop: &Receiver<()>) {
+        loop {
+            if !matches!(stop.try_recv(), Err(TryRecvError::Empty)) {
+                return;
+            }
+            let peeked = match self.queue.peek(Duration::from_millis(500)) {
+                Ok(Some(p)) => p,
+                Ok(None) => continue,
+                Err(err) => {
+                    tracing::error!("remote write queue: {err}");
+                    if wait_or_stop(stop, self.options.retry_max) {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            match self.deliver(&peeked, stop) {
+                Delivery::Stopped => return,
+                Delivery::Sent | Delivery::Rejected => {
+                    if let Err(err) = self.queue.ack(&peeked) {
+                        tracing::error!("remote write queue: {err}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn stat(&self, f: impl FnOnce(&mut UrlStats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn deliver(&self, peeked: &Peeked, stop: &Receiver<()>) -> Delivery {
+        let mut backoff = self.options.retry_min;
+        let shown = redact(&self.url);
+        loop {
+            let result = self
+                .client
+                .post(&self.url)
+                .header("Content-Type", prompb::CONTENT_TYPE_V1)
+                .header("Content-Encoding", "snappy")
+                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                .header("User-Agent", concat!("strata-agent/", env!("CARGO_PKG_VERSION")))
+                .send(&peeked.block[..]);
+            let (retry_after, why) = match result {
+                Ok(mut response) => {
+                    let status = response.status().as_u16();
+                    if (200..300).contains(&status) {
+                        self.stat(|s| s.blocks_sent += 1);
+                        metrics::counter!("strata_agent_remote_write_blocks_sent_total").increment(1);
+                        metrics::counter!("strata_agent_remote_write_bytes_sent_total")
+                            .increment(peeked.block.len() as u64);
+                        return Delivery::Sent;
+                    }
+                    let body = response
+                        .body_mut()
+                        .with_config()
+                        .limit(4096)
+                        .read_to_string()
+                        .unwrap_or_default();
+                    if status == 400 || status == 409 {
+                        tracing::warn!(url = %shown, status, "receiver refused a block; dropping it: {}", body.trim());
+                        self.stat(|s| s.blocks_rejected += 1);
+                        metrics::counter!("strata_agent_remote_write_blocks_dropped_total", "reason" => "rejected")
+                            .increment(1);
+                        return Delivery::Rejected;
+                    }
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    (retry_after, format!("status {status}: {}", body.trim()))
+                }
+                Err(err) => (None, err.to_string()),
+            };
+            let delay = retry_after.unwrap_or(backoff);
+            self.stat(|s| s.retries += 1);
+            metrics::counter!("strata_agent_remote_write_retries_total").increment(1);
+            tracing::warn!(url = %shown, ?delay, "cannot send a block ({why}); retrying");
+            if wait_or_stop(stop, delay) {
+                return Delivery::Stopped;
+            }
+            backoff = (backoff * 2).min(self.options.retry_max);
+        }
+    }
+}
+
+/// Sleeps `delay` unless told to stop; true if stopping.
+fn wait_or_stop(stop: &Receiver<()>, delay: Duration) -> bool {
+    !matches!(stop.recv_timeout(delay), Err(RecvTimeoutError::Timeout))
+}
+
+#[cfg(test)]
+mod tests;
