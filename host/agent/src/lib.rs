@@ -7,6 +7,7 @@
 pub mod config;
 pub mod discovery;
 pub mod duration;
+pub mod manager;
 pub mod queue;
 pub mod relabel;
 pub mod remote_write;

@@ -250,7 +250,7 @@ impl FileQueue {
         let mut record = Vec::with_capacity(block.len() + 8);
         record.extend_from_slice(&n.to_be_bytes());
         record.extend_from_slice(block);
-        let file = st.writer_file.as_mut().ok_or_else(|| QueueError::TooLarge(n))?;
+        let file = st.writer_file.as_mut().ok_or(QueueError::TooLarge(n))?;
         file.write_all(&record).map_err(self.io_err("append a block"))?;
         st.writer += n + 8;
         st.meta_dirty = true;

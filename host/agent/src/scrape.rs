@@ -449,4 +449,4 @@ fn base64(input: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -5,9 +5,11 @@ use super::*;
 
 /// A receiver answering with the next status of `script` (then 204), recording the samples of
 /// each request it accepts.
+type Accepted = Arc<Mutex<Vec<Vec<(String, i64, f64)>>>>;
+
 struct Receiver_ {
     url: String,
-    accepted: Arc<Mutex<Vec<Vec<(String, i64, f64)>>>>,
+    accepted: Accepted,
     requests: Arc<Mutex<usize>>,
 }
 
