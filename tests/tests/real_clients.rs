@@ -109,3 +109,70 @@ fn vmagent_remote_writes_what_it_scrapes() {
         "Strata's /metrics has more than 10 samples, got {samples}"
     );
 }
+
+#[test]
+fn promtool_queries_strata() {
+    let node = Strata::single();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let lines: String = (0..3)
+        .map(|i| {
+            format!(
+                "{{\"metric\":{{\"__name__\":\"promtool_demo\",\"shard\":\"{i}\"}},\"values\":[{},{}],\"timestamps\":[{},{}]}}\n",
+                i + 1,
+                i + 2,
+                (now_s - 120) * 1000,
+                (now_s - 60) * 1000
+            )
+        })
+        .collect();
+    assert_eq!(
+        node.post("/api/v1/import", "application/json", lines.as_bytes()).status,
+        204
+    );
+    node.poll(
+        "/api/v1/query?query=count(promtool_demo)",
+        Duration::from_secs(10),
+        |r| r.body.contains("\"3\""),
+    );
+
+    let promtool = strata_e2e::require_program("promtool");
+    let instant = std::process::Command::new(&promtool)
+        .args(["query", "instant", &node.base_url(), "sum(promtool_demo)"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&instant.stdout);
+    assert!(
+        instant.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&instant.stderr)
+    );
+    // The newest values are 2, 3 and 4.
+    assert!(out.contains("=> 9 @"), "{out}");
+
+    let range = std::process::Command::new(&promtool)
+        .args([
+            "query",
+            "range",
+            "--start",
+            &(now_s - 180).to_string(),
+            "--end",
+            &now_s.to_string(),
+            "--step",
+            "30s",
+            &node.base_url(),
+            "promtool_demo{shard=\"1\"}",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&range.stdout);
+    assert!(
+        range.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&range.stderr)
+    );
+    assert!(out.contains("promtool_demo{shard=\"1\"}"), "{out}");
+    assert!(out.contains("2 @[") && out.contains("3 @["), "{out}");
+}

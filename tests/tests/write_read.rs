@@ -257,3 +257,154 @@ fn export_status_and_delete_series() {
     ));
     assert_eq!(scalar_of(&count.json()), (SERIES - 1) as f64, "{}", count.body);
 }
+
+/// The bad-input table through the real server: each request gets its status and a message
+/// saying what is wrong, the node stays up, and data accepted before is still there.
+#[test]
+fn bad_input_table_through_the_real_server() {
+    let end = now_ms() - 60_000;
+    let node = Strata::single();
+    assert_eq!(remote_write(&node, &write_request(end)).status, 204);
+
+    let one_series = |labels: Vec<(&str, String)>, samples: Vec<(i64, f64)>| WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: labels
+                .into_iter()
+                .map(|(name, value)| Label {
+                    name: name.into(),
+                    value,
+                })
+                .collect(),
+            samples: samples
+                .into_iter()
+                .map(|(timestamp, value)| Sample { timestamp, value })
+                .collect(),
+            ..Default::default()
+        }],
+        metadata: Vec::new(),
+    };
+    let valid = encode_snappy(&write_request(end));
+    let mut many_labels = vec![("__name__", "wide".to_string())];
+    let names: Vec<String> = (0..1000).map(|i| format!("l{i:04}")).collect();
+    many_labels.extend(names.iter().map(|n| (n.as_str(), "v".to_string())));
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("truncated snappy", valid[..valid.len() / 2].to_vec(), 400, "snappy"),
+        (
+            "garbage protobuf",
+            snap::raw::Encoder::new()
+                .compress_vec(b"\xff\xff\xff\xff garbage")
+                .unwrap(),
+            400,
+            "",
+        ),
+        (
+            "64 KB label value",
+            encode_snappy(&one_series(
+                vec![("__name__", "big".into()), ("l", "x".repeat(64 * 1024))],
+                vec![(end, 1.0)],
+            )),
+            400,
+            "label",
+        ),
+        (
+            "1000 labels",
+            encode_snappy(&one_series(many_labels, vec![(end, 1.0)])),
+            400,
+            "label",
+        ),
+        (
+            "future timestamp",
+            encode_snappy(&one_series(
+                vec![("__name__", "future".into())],
+                vec![(now_ms() + 7 * 86_400_000, 1.0)],
+            )),
+            400,
+            "future",
+        ),
+        (
+            "unsorted samples",
+            encode_snappy(&one_series(
+                vec![("__name__", "unsorted".into())],
+                vec![(end, 1.0), (end - 1000, 2.0)],
+            )),
+            400,
+            "",
+        ),
+        (
+            "duplicate label",
+            encode_snappy(&one_series(
+                vec![("__name__", "dup".into()), ("a", "1".into()), ("a", "2".into())],
+                vec![(end, 1.0)],
+            )),
+            400,
+            "more than once",
+        ),
+    ];
+    for (what, body, status, needle) in cases {
+        let reply = node.post_with(
+            "/api/v1/write",
+            &[
+                ("Content-Type", "application/x-protobuf"),
+                ("Content-Encoding", "snappy"),
+            ],
+            &body,
+        );
+        assert_eq!(reply.status, status, "{what}: {}", reply.body);
+        let json = reply.json();
+        assert_eq!(json["status"], "error", "{what}");
+        let message = json["error"].as_str().unwrap().to_lowercase();
+        assert!(
+            message.contains(needle),
+            "{what}: message {message:?} should mention {needle:?}"
+        );
+    }
+
+    // A decompression bomb: a small body that declares 1 GiB once inflated.
+    let mut bomb = Vec::new();
+    let mut len = 1u64 << 30;
+    while len >= 0x80 {
+        bomb.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    bomb.push(len as u8);
+    bomb.extend_from_slice(&[0u8; 64]);
+    let reply = node.post_with(
+        "/api/v1/write",
+        &[
+            ("Content-Type", "application/x-protobuf"),
+            ("Content-Encoding", "snappy"),
+        ],
+        &bomb,
+    );
+    assert!(
+        matches!(reply.status, 400 | 413),
+        "bomb: {} {}",
+        reply.status,
+        reply.body
+    );
+
+    // NaN and ±Inf values are accepted as Prometheus does (and the stale marker kept).
+    let specials = one_series(
+        vec![("__name__", "specials".into())],
+        vec![
+            (end - 2000, f64::NAN),
+            (end - 1000, f64::INFINITY),
+            (end, f64::NEG_INFINITY),
+        ],
+    );
+    assert_eq!(remote_write(&node, &specials).status, 204);
+
+    // The node is up and the first request's data is intact; nothing of the refused ones exists.
+    let count = instant(&node, "count(e2e_requests_total)", end);
+    assert_eq!(scalar_of(&count), SERIES as f64);
+    for name in ["big", "wide", "future", "unsorted", "dup"] {
+        let series = node.get(&format!("/api/v1/series?match[]={name}"));
+        assert_eq!(
+            series.json()["data"],
+            serde_json::json!([]),
+            "{name} was refused but stored"
+        );
+    }
+    let metrics = node.get("/metrics").body;
+    assert!(metrics.contains("strata_rows_rejected_total"), "rejections are counted");
+}
