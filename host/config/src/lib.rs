@@ -9,6 +9,7 @@
 //! Each later subsystem adds its own table here; the crates that run a subsystem take plain
 //! option structs so that they do not depend on this crate.
 
+pub mod agent;
 pub mod units;
 
 use std::fmt;
@@ -183,6 +184,8 @@ pub struct ApplianceConfig {
     pub storage: StorageConfig,
     /// `[ingest]`.
     pub ingest: IngestConfig,
+    /// `[agent]`: scraping and remote-write.
+    pub agent: agent::AgentConfig,
 }
 
 /// `[log]`: logging.
