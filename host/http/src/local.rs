@@ -73,7 +73,8 @@ impl StorageSource {
     }
 }
 
-fn to_filters(matchers: &[LabelMatcher]) -> Vec<TagFilter> {
+/// PromQL matchers as storage tag filters (the same four operators and semantics).
+pub(crate) fn to_filters(matchers: &[LabelMatcher]) -> Vec<TagFilter> {
     matchers
         .iter()
         .map(|m| {

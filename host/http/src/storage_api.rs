@@ -14,13 +14,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use strata_query::{FunctionRegistry, LabelMatcher};
-use strata_storage::index::{MatchOp, TagFilter};
+use strata_query::FunctionRegistry;
+use strata_storage::index::TagFilter;
 use strata_storage::{Storage, StorageError, Tenant, TimeRange};
 use tokio::sync::mpsc;
 
 use crate::admin_api::storage_error;
 use crate::error::ApiError;
+use crate::local::to_filters;
 use crate::params::{Params, invalid_param, match_selectors, now_ms, optional_time};
 
 /// Settings of these endpoints.
@@ -67,21 +68,6 @@ fn filter_groups(p: &Params) -> Result<Vec<Vec<TagFilter>>, ApiError> {
         ));
     }
     Ok(groups.iter().map(|g| to_filters(g)).collect())
-}
-
-fn to_filters(matchers: &[LabelMatcher]) -> Vec<TagFilter> {
-    matchers
-        .iter()
-        .map(|m| {
-            let op = match m.op {
-                strata_query::MatchOp::Equal => MatchOp::Equal,
-                strata_query::MatchOp::NotEqual => MatchOp::NotEqual,
-                strata_query::MatchOp::RegexMatch => MatchOp::RegexMatch,
-                strata_query::MatchOp::RegexNoMatch => MatchOp::RegexNoMatch,
-            };
-            TagFilter::new(m.name.clone(), op, m.value.clone())
-        })
-        .collect()
 }
 
 /// Export output is sent in chunks of about this size.
