@@ -1,9 +1,16 @@
 //! The agent: scraping Prometheus targets and remote-writing through an on-disk queue
 //! (DESIGN.md §2, FORMATS.md §6).
 //!
-//! - [`config`]: the `prometheus.yml` scrape configuration (strict or lenient).
-//! - [`relabel`]: Prometheus relabeling.
+//! - [`config`]: the `prometheus.yml` scrape configuration (strict or lenient), [`relabel`]
+//!   for Prometheus relabeling, [`discovery`] for static and file service discovery.
+//! - [`scrape`]: one loop per target (auto series, staleness markers, limits).
+//! - [`manager::ScrapeManager`]: runs the loops, reloads, reports targets. It writes into any
+//!   [`strata_ingest::SampleSink`]: local storage in `single`, [`remote_write::RemoteWriter`]
+//!   in `agent`.
+//! - [`queue`]: the persistent block queue under the remote-write client.
+//! - [`api`]: `/api/v1/targets`, `/targets`, `POST /-/reload`.
 
+pub mod api;
 pub mod config;
 pub mod discovery;
 pub mod duration;
@@ -12,3 +19,6 @@ pub mod queue;
 pub mod relabel;
 pub mod remote_write;
 pub mod scrape;
+
+pub use manager::{ScrapeManager, ScrapeOptions, TargetsSnapshot};
+pub use remote_write::{RemoteWriteOptions, RemoteWriter};
