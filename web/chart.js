@@ -73,14 +73,16 @@ export function renderChart(el, series, opts = {}) {
     const acc = new Map();
     drawn = drawn.map((s) => {
       const map = new Map();
+      const base = new Map();
       for (const t of allTs) {
         const v = s.map.get(t);
         if (v === undefined || !Number.isFinite(v)) continue;
-        const sum = (acc.get(t) || 0) + v;
-        acc.set(t, sum);
-        map.set(t, sum);
+        const below = acc.get(t) || 0;
+        acc.set(t, below + v);
+        map.set(t, below + v);
+        base.set(t, below);
       }
-      return { ...s, map, raw: s.map };
+      return { ...s, map, base, raw: s.map };
     });
   }
   const x0 = opts.start ?? allTs[0] ?? 0;
@@ -121,8 +123,13 @@ export function renderChart(el, series, opts = {}) {
       prev = t;
     }
     if (pts.length === 1) d += `h1`;
-    const fill = opts.stacked ? ` fill-opacity="0.15"` : '';
-    parts.push(`<path class="series" data-index="${s.index}" d="${d}" stroke="${color(s.index)}"${fill}/>`);
+    if (opts.stacked && pts.length > 1) {
+      // The band between this series and the ones below it.
+      const back = pts.slice().reverse().map((t) => `L${X(t).toFixed(1)},${Y(s.base.get(t)).toFixed(1)}`).join('');
+      const top = pts.map((t, i) => `${i ? 'L' : 'M'}${X(t).toFixed(1)},${Y(s.map.get(t)).toFixed(1)}`).join('');
+      parts.push(`<path class="area" d="${top}${back}Z" fill="${color(s.index)}" fill-opacity="0.18"/>`);
+    }
+    parts.push(`<path class="series" data-index="${s.index}" d="${d}" stroke="${color(s.index)}"/>`);
   }
   parts.push(`<line class="cursor" x1="0" x2="0" y1="${m.t}" y2="${m.t + ih}" visibility="hidden"/>`);
   parts.push(`<rect class="zoom" x="0" y="${m.t}" width="0" height="${ih}" visibility="hidden"/>`);

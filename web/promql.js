@@ -105,7 +105,9 @@ export function attachAutocomplete(input, list, onRun) {
     try {
       const r = await suggest(input.value, input.selectionStart);
       if (my !== seq) return;
-      items = r.items.filter((it) => !(it.text === input.value.slice(r.from, input.selectionStart) && items.length === 1));
+      // A single suggestion equal to what is typed already is no help; hide it.
+      const typed = input.value.slice(r.from, input.selectionStart);
+      items = r.items.length === 1 && r.items[0].text === typed ? [] : r.items;
       from = r.from;
       active = 0;
       show();
@@ -116,6 +118,7 @@ export function attachAutocomplete(input, list, onRun) {
   input.addEventListener('input', update);
   input.addEventListener('blur', () => setTimeout(close, 150));
   input.addEventListener('keydown', (e) => {
+    if (e.key === ' ' && e.ctrlKey) { e.preventDefault(); update(); return; }
     if (!list.hidden && items.length) {
       if (e.key === 'ArrowDown') { active = (active + 1) % items.length; show(); e.preventDefault(); return; }
       if (e.key === 'ArrowUp') { active = (active - 1 + items.length) % items.length; show(); e.preventDefault(); return; }

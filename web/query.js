@@ -176,9 +176,10 @@ function table(data) {
     wrap.innerHTML = `${more}<table class="grid-table"><thead><tr><th>Series</th><th>Value</th></tr></thead><tbody>${rows.map((r, i) => `<tr><td><span class="swatch" style="background:${color(i)}"></span>${esc(seriesName(r.metric))}</td><td class="num">${esc(r.value[1])}</td></tr>`).join('')}</tbody></table>`;
   } else {
     wrap.innerHTML = `${more}<table class="grid-table"><thead><tr><th>Series</th><th>Points</th><th>Last value</th><th>Min</th><th>Max</th></tr></thead><tbody>${rows.map((r, i) => {
-      const vs = r.values.map(([, v]) => parseFloat(v)).filter(Number.isFinite);
+      let lo = Infinity, hi = -Infinity;
+      for (const [, v] of r.values) { const x = parseFloat(v); if (Number.isFinite(x)) { lo = Math.min(lo, x); hi = Math.max(hi, x); } }
       const last = r.values.length ? r.values[r.values.length - 1][1] : '';
-      return `<tr><td><span class="swatch" style="background:${color(i)}"></span>${esc(seriesName(r.metric))}</td><td class="num">${r.values.length}</td><td class="num">${esc(last)}</td><td class="num">${vs.length ? esc(fmtNum(Math.min(...vs))) : ''}</td><td class="num">${vs.length ? esc(fmtNum(Math.max(...vs))) : ''}</td></tr>`;
+      return `<tr><td><span class="swatch" style="background:${color(i)}"></span>${esc(seriesName(r.metric))}</td><td class="num">${r.values.length}</td><td class="num">${esc(last)}</td><td class="num">${lo <= hi ? esc(fmtNum(lo)) : ''}</td><td class="num">${lo <= hi ? esc(fmtNum(hi)) : ''}</td></tr>`;
     }).join('')}</tbody></table>`;
   }
   return wrap;
