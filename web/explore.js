@@ -39,6 +39,10 @@ export function virtualList(className, row, height = 480) {
       el.scrollTop = 0;
       draw(true);
     },
+    /** Redraws the rows in view (after a selection change) without moving the scroll position. */
+    refresh() {
+      draw(true);
+    },
   };
 }
 
@@ -58,6 +62,9 @@ function selectorOf(metric, filters) {
   return `${metric}${parts.length ? `{${parts.join(', ')}}` : ''}`;
 }
 
+/** The Explore page on screen: its metric list is reused while only the selection changes. */
+let current = null;
+
 /** Renders Explore for URL state `st`: metric list on the left, the chosen metric (or selector) on the right. */
 export function explorePage(root, st, nav) {
   const metric = st.get('metric') || '';
@@ -65,6 +72,16 @@ export function explorePage(root, st, nav) {
   const filter = st.get('filter') || '';
   const label = st.get('label') || '';
   const value = st.get('value') || '';
+  // Picking a metric or a label keeps the metric list as it is (filter, scroll position) and
+  // only redraws the detail pane.
+  if (current && current.root === root && root.contains(current.list.el) && (st.get('filter') || '') === current.box.value) {
+    current.selected.metric = metric;
+    current.list.refresh();
+    const detail = root.querySelector('#detail');
+    if (!metric && !match) detail.innerHTML = '<p class="muted">Pick a metric to see its labels and series.</p>';
+    else showDetail(detail, { metric, match, label, value, filter }, nav);
+    return;
+  }
   root.innerHTML = `
   <h1 class="visually-hidden">Explore</h1>
   <div class="explore">
@@ -77,10 +94,12 @@ export function explorePage(root, st, nav) {
     </section>
     <section class="card detail-pane" id="detail" aria-live="polite"></section>
   </div>`;
+  const selected = { metric };
   const list = virtualList('metric-list', ([name, count]) =>
-    `<a class="metric-row${name === metric ? ' selected' : ''}" href="${esc(href('explore', { metric: name, filter }))}"><span class="name">${esc(name)}</span><span class="count">${count === undefined ? '' : esc(count)}</span></a>`);
+    `<a class="metric-row${name === selected.metric ? ' selected' : ''}" href="${esc(href('explore', { metric: name, filter: box.value }))}"><span class="name">${esc(name)}</span><span class="count">${count === undefined ? '' : esc(count)}</span></a>`);
   root.querySelector('#metric-list').replaceWith(list.el);
   const box = root.querySelector('#metric-filter');
+  current = { root, list, box, selected };
   let all = [];
   const apply = () => {
     const f = box.value.toLowerCase();
@@ -94,7 +113,8 @@ export function explorePage(root, st, nav) {
     timer = setTimeout(() => {
       apply();
       // Keep the filter in the URL without re-rendering the page.
-      const p = new URLSearchParams(st);
+      const h = location.hash;
+      const p = new URLSearchParams(h.includes('?') ? h.slice(h.indexOf('?') + 1) : '');
       box.value ? p.set('filter', box.value) : p.delete('filter');
       history.replaceState(null, '', `#/explore?${p}`);
     }, 120);
