@@ -1,6 +1,7 @@
 //! `strata`: the appliance binary. Parses the command line, loads the configuration and runs
 //! the chosen role. The roles themselves are wired in their own modules; this file stays small.
 
+mod agent_role;
 mod cli;
 mod logging;
 mod shutdown;
@@ -42,10 +43,7 @@ fn main() -> ExitCode {
             "the {role} role is not built yet (the cluster roles come with the cluster issue); \
              run `strata single` for an all-in-one node"
         )),
-        Role::Agent => Err(anyhow::anyhow!(
-            "the agent role is not built yet (it comes with the agent issue); \
-             run `strata single` for an all-in-one node"
-        )),
+        Role::Agent => agent_role::run(config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
