@@ -4,16 +4,20 @@
 //! exports it with one line, `strata_plugin_sdk::export_ingest!(MyPlugin);`.
 //! docs/plugins.md walks from `cargo new` to a loaded plugin.
 //!
-//! Enable the crate feature `ingest` (`function` generates the query-function bindings; its
-//! trait and export macro are not written yet).
+//! Enable the crate feature `ingest`, or `function` for query functions ([`FunctionPlugin`],
+//! exported with `export_functions!`).
 //! Everything here also compiles for the host target, so parsers are unit-tested natively with
 //! plain `cargo test`.
 
 mod batch;
+#[cfg(feature = "function")]
+mod function;
 #[cfg(feature = "ingest")]
 mod ingest;
 
 pub use batch::{Batch, BatchBuilder};
+#[cfg(feature = "function")]
+pub use function::{Argument, FunctionAdapter, FunctionInfo, FunctionPlugin, Value, ValueKind};
 #[cfg(feature = "ingest")]
 pub use ingest::{IngestAdapter, IngestInfo, IngestPlugin, ParseError};
 
