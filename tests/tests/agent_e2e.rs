@@ -1,0 +1,307 @@
+//! The agent role end to end: a real `strata agent` scrapes HTTP targets served by this test
+//! (and a real node_exporter when installed) and remote-writes into a real `strata single`.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use strata_e2e::{Strata, free_port};
+
+/// A target serving `agent_e2e_seq{k="v"} <n>` where n counts the requests (1, 2, 3, ...),
+/// optionally hanging before it answers.
+struct SeqTarget {
+    addr: String,
+    served: Arc<AtomicU64>,
+}
+
+fn seq_target(hang: Duration) -> SeqTarget {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let served = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&served);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let counter = Arc::clone(&counter);
+            std::thread::spawn(move || {
+                read_head(&mut stream);
+                std::thread::sleep(hang);
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                let body = format!("# TYPE agent_e2e_seq counter\nagent_e2e_seq{{k=\"v\"}} {n}\n");
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    SeqTarget { addr, served }
+}
+
+fn read_head(stream: &mut TcpStream) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+}
+
+/// A TCP forwarder on a fixed port to whatever port `upstream` holds (None: connections are
+/// closed at once, as if the receiver were down). Lets the receiver restart on a new port
+/// while the agent keeps one URL.
+fn forwarder(upstream: Arc<Mutex<Option<u16>>>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Some(up) = *upstream.lock().unwrap() else {
+                drop(client);
+                continue;
+            };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", up)) else {
+                continue;
+            };
+            let (mut c1, mut s1) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c2, mut s2) = (client, server);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c1, &mut s1);
+                let _ = s1.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+/// Writes prometheus.yml and appliance.toml into `dir`; returns the appliance.toml path.
+fn agent_config(dir: &Path, jobs: &str, remote_write_url: &str) -> String {
+    let prom = dir.join("prometheus.yml");
+    std::fs::write(
+        &prom,
+        format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 800ms\nscrape_configs:\n{jobs}"),
+    )
+    .unwrap();
+    let appliance = dir.join("appliance.toml");
+    std::fs::write(
+        &appliance,
+        format!(
+            "[agent]\nscrape_config_file = {:?}\nremote_write_urls = [{:?}]\nconfig_check_interval = \"1s\"\n",
+            prom.display().to_string(),
+            remote_write_url
+        ),
+    )
+    .unwrap();
+    appliance.display().to_string()
+}
+
+fn start_agent(config: &str) -> Strata {
+    Strata::builder().role("agent").arg("--config").arg(config).start()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Polls an instant query on `node` until `done` accepts its result array.
+fn query_until(
+    node: &Strata,
+    query: &str,
+    timeout: Duration,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let path = format!("/api/v1/query?query={}", urlencode(query));
+    let reply = node.poll(&path, timeout, |r| {
+        r.status == 200 && r.json()["data"]["result"].as_array().is_some_and(|a| done(a))
+    });
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+fn target_health(agent: &Strata, job: &str) -> serde_json::Value {
+    let doc = agent.get("/api/v1/targets").json();
+    doc["data"]["activeTargets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["scrapePool"] == job)
+        .cloned()
+        .unwrap_or_else(|| panic!("no target of job {job}: {doc}"))
+}
+
+#[test]
+fn agent_scrapes_and_remote_writes_to_a_single_node() {
+    let node = Strata::single();
+    let target = seq_target(Duration::ZERO);
+    let hang = seq_target(Duration::from_secs(5));
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = format!(
+        "  - job_name: e2e\n    static_configs: [{{targets: ['{}'], labels: {{env: test}}}}]\n  - job_name: hang\n    static_configs: [{{targets: ['{}']}}]\n",
+        target.addr, hang.addr
+    );
+    let config = agent_config(dir.path(), &jobs, &format!("{}/api/v1/write", node.base_url()));
+    let agent = start_agent(&config);
+
+    let result = query_until(&node, "agent_e2e_seq", Duration::from_secs(20), |a| !a.is_empty());
+    let metric = &result[0]["metric"];
+    assert_eq!(metric["job"], "e2e");
+    assert_eq!(metric["env"], "test");
+    assert_eq!(metric["k"], "v");
+    assert_eq!(metric["instance"], target.addr.as_str());
+    let up = query_until(&node, "up{job=\"e2e\"}", Duration::from_secs(10), |a| !a.is_empty());
+    assert_eq!(up[0]["value"][1], "1");
+
+    // The hanging target hits scrape_timeout: up is 0 and the targets page says why.
+    let up = query_until(&node, "up{job=\"hang\"}", Duration::from_secs(20), |a| !a.is_empty());
+    assert_eq!(up[0]["value"][1], "0");
+    let t = target_health(&agent, "hang");
+    assert_eq!(t["health"], "down", "{t}");
+    assert!(t["lastError"].as_str().unwrap().contains("timed out"), "{t}");
+    assert_eq!(target_health(&agent, "e2e")["health"], "up");
+
+    // Reload: the hang job goes away.
+    let prom = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom,
+        format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: e2e\n    static_configs: [{{targets: ['{}'], labels: {{env: test}}}}]\n", target.addr),
+    )
+    .unwrap();
+    let reply = agent.post("/-/reload", "text/plain", b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let targets = agent.get("/api/v1/targets").json();
+    assert_eq!(
+        targets["data"]["activeTargets"].as_array().unwrap().len(),
+        1,
+        "{targets}"
+    );
+    // A broken file is refused with its line; the running configuration stays.
+    std::fs::write(&prom, "scrape_configs:\n  - job_name: x\n    scrape_intervall: 1s\n").unwrap();
+    let reply = agent.post("/-/reload", "text/plain", b"");
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.body.contains("line 3") && reply.body.contains("scrape_intervall"),
+        "{}",
+        reply.body
+    );
+    let metrics = agent.get("/metrics").body;
+    assert!(metrics.contains("strata_agent_scrapes_total"), "{metrics}");
+}
+
+#[test]
+fn agent_queues_while_the_receiver_is_down_and_loses_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let upstream = Arc::new(Mutex::new(None));
+    let fwd = forwarder(Arc::clone(&upstream));
+    let mut node = Strata::builder().data_dir(data.path().join("node")).start();
+    *upstream.lock().unwrap() = Some(node.port());
+
+    let target = seq_target(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = format!(
+        "  - job_name: seq\n    static_configs: [{{targets: ['{}']}}]\n",
+        target.addr
+    );
+    let config = agent_config(dir.path(), &jobs, &format!("http://127.0.0.1:{fwd}/api/v1/write"));
+    let agent = start_agent(&config);
+    query_until(&node, "agent_e2e_seq", Duration::from_secs(20), |a| !a.is_empty());
+
+    // The receiver dies; the agent keeps scraping into its queue.
+    *upstream.lock().unwrap() = None;
+    assert!(node.stop().success());
+    let down_at = target.served.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while target.served.load(Ordering::SeqCst) < down_at + 4 {
+        assert!(Instant::now() < deadline, "the agent stopped scraping");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pending = agent
+        .get("/metrics")
+        .body
+        .lines()
+        .find(|l| l.starts_with("strata_agent_remote_write_pending_bytes"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(pending > 0.0, "nothing queued while the receiver is down");
+
+    // It comes back (new process, same data); everything scraped meanwhile arrives.
+    let node = Strata::builder().data_dir(data.path().join("node")).start();
+    *upstream.lock().unwrap() = Some(node.port());
+    let served_before_restart = target.served.load(Ordering::SeqCst);
+    let result = query_until(&node, "agent_e2e_seq[1h]", Duration::from_secs(60), |a| {
+        a.first()
+            .and_then(|s| s["values"].as_array())
+            .is_some_and(|v| v.len() as u64 >= served_before_restart)
+    });
+    let mut values: Vec<u64> = result[0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_str().unwrap().parse::<f64>().unwrap() as u64)
+        .collect();
+    values.sort_unstable();
+    values.dedup();
+    let first = values[0];
+    let last = *values.last().unwrap();
+    assert!(last >= served_before_restart);
+    assert_eq!(
+        values.len() as u64,
+        last - first + 1,
+        "a gap in the sequence: samples were lost ({values:?})"
+    );
+    assert!(first <= 2, "the first scrapes are missing: {values:?}");
+}
+
+#[test]
+fn agent_scrapes_a_real_node_exporter() {
+    let Some(exporter) = ["prometheus-node-exporter", "node_exporter"].iter().find(|b| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {b}"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!(
+            "SKIPPED agent_scrapes_a_real_node_exporter: prometheus-node-exporter is not installed (apt-get install -y prometheus-node-exporter)"
+        );
+        return;
+    };
+    let port = free_port();
+    let child = std::process::Command::new(exporter)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cannot start node_exporter");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(child);
+    let node = Strata::single();
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = format!("  - job_name: node\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n");
+    let config = agent_config(dir.path(), &jobs, &format!("{}/api/v1/write", node.base_url()));
+    let _agent = start_agent(&config);
+    let result = query_until(&node, "node_cpu_seconds_total", Duration::from_secs(30), |a| {
+        !a.is_empty()
+    });
+    assert_eq!(result[0]["metric"]["job"], "node");
+    assert!(result[0]["metric"]["cpu"].is_string());
+    let up = query_until(&node, "up{job=\"node\"}", Duration::from_secs(10), |a| !a.is_empty());
+    assert_eq!(up[0]["value"][1], "1");
+}
