@@ -83,6 +83,10 @@ fn forwarder(upstream: Arc<Mutex<Option<u16>>>) -> u16 {
 
 /// Writes prometheus.yml and appliance.toml into `dir`; returns the appliance.toml path.
 fn agent_config(dir: &Path, jobs: &str, remote_write_url: &str) -> String {
+    agent_config_with(dir, jobs, remote_write_url, "")
+}
+
+fn agent_config_with(dir: &Path, jobs: &str, remote_write_url: &str, extra: &str) -> String {
     let prom = dir.join("prometheus.yml");
     std::fs::write(
         &prom,
@@ -93,7 +97,7 @@ fn agent_config(dir: &Path, jobs: &str, remote_write_url: &str) -> String {
     std::fs::write(
         &appliance,
         format!(
-            "[agent]\nscrape_config_file = {:?}\nremote_write_urls = [{:?}]\nconfig_check_interval = \"1s\"\n",
+            "[agent]\nscrape_config_file = {:?}\nremote_write_urls = [{:?}]\nconfig_check_interval = \"1s\"\n{extra}",
             prom.display().to_string(),
             remote_write_url
         ),
@@ -304,4 +308,49 @@ fn agent_scrapes_a_real_node_exporter() {
     assert!(result[0]["metric"]["cpu"].is_string());
     let up = query_until(&node, "up{job=\"node\"}", Duration::from_secs(10), |a| !a.is_empty());
     assert_eq!(up[0]["value"][1], "1");
+}
+
+#[test]
+fn agent_reloads_on_sighup_and_scrapes_itself() {
+    let node = Strata::single();
+    let a = seq_target(Duration::ZERO);
+    let b = seq_target(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let job = |addr: &str| format!("  - job_name: j\n    static_configs: [{{targets: ['{addr}']}}]\n");
+    let config = agent_config_with(
+        dir.path(),
+        &job(&a.addr),
+        &format!("{}/api/v1/write", node.base_url()),
+        "self_scrape_interval = \"1s\"\nconfig_check_interval = \"0s\"\n",
+    );
+    // The second config_check_interval key would be a TOML error: keep the last one only.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replacen("config_check_interval = \"1s\"\n", "", 1);
+    std::fs::write(&config, text).unwrap();
+    let agent = start_agent(&config);
+    assert_eq!(
+        target_health(&agent, "j")["scrapeUrl"],
+        format!("http://{}/metrics", a.addr)
+    );
+
+    // The agent's own metrics arrive as job="strata".
+    let own = query_until(
+        &node,
+        "strata_agent_scrapes_total{job=\"strata\"}",
+        Duration::from_secs(30),
+        |r| !r.is_empty(),
+    );
+    assert_eq!(own[0]["metric"]["job"], "strata");
+
+    // File checks are off: only SIGHUP picks up the change.
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n{}", job(&b.addr)),
+    )
+    .unwrap();
+    agent.signal("HUP");
+    let reply = agent.poll("/api/v1/targets", Duration::from_secs(10), |r| r.body.contains(&b.addr));
+    assert!(reply.body.contains(&b.addr), "{}", reply.body);
+    assert!(!reply.body.contains(&a.addr), "{}", reply.body);
 }

@@ -162,9 +162,10 @@ mod tests {
         let manager = Arc::new(
             ScrapeManager::start(
                 crate::manager::ScrapeOptions {
-                    config_file: config.clone(),
+                    config_file: Some(config.clone()),
                     strict_parse: true,
                     check_interval: std::time::Duration::ZERO,
+                    self_scrape: None,
                 },
                 Arc::new(strata_ingest::MemorySink::new()),
             )

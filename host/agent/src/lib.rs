@@ -20,5 +20,5 @@ pub mod relabel;
 pub mod remote_write;
 pub mod scrape;
 
-pub use manager::{ScrapeManager, ScrapeOptions, TargetsSnapshot};
+pub use manager::{ScrapeManager, ScrapeOptions, SelfScrape, TargetsSnapshot};
 pub use remote_write::{RemoteWriteOptions, RemoteWriter};

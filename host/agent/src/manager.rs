@@ -14,20 +14,35 @@ use std::time::{Duration, SystemTime};
 
 use strata_ingest::SampleSink;
 
-use crate::config::{ConfigError, load_file};
+use crate::config::{ConfigError, LoadedConfig, PromConfig, ScrapeConfig, StaticConfig, load_file};
 use crate::discovery::{DroppedTarget, TargetSpec, discover};
+use crate::duration::PromDuration;
 use crate::scrape::{ScrapeLoop, Stop, TargetStatus};
 
 /// How the manager finds and watches its configuration.
 #[derive(Clone, Debug)]
 pub struct ScrapeOptions {
-    /// The Prometheus scrape configuration file.
-    pub config_file: PathBuf,
+    /// The Prometheus scrape configuration file (None: only the self-scrape job, if any).
+    pub config_file: Option<PathBuf>,
     /// Refuse unknown keys (true) or log and skip them.
     pub strict_parse: bool,
     /// How often prometheus.yml and file_sd files are checked for changes (zero: never).
     pub check_interval: Duration,
+    /// Scrape the process's own `/metrics` as job `strata`.
+    pub self_scrape: Option<SelfScrape>,
 }
+
+/// The self-scrape job: `http://<address>/metrics` with `job="strata"` every `interval`.
+#[derive(Clone, Debug)]
+pub struct SelfScrape {
+    /// `host:port` of the node's own HTTP server.
+    pub address: String,
+    /// Scrape interval (the timeout is the smaller of 10s and the interval).
+    pub interval: Duration,
+}
+
+/// The job name of the self-scrape.
+pub const SELF_JOB: &str = "strata";
 
 /// One active target as the targets page shows it.
 #[derive(Clone, Debug)]
@@ -130,7 +145,7 @@ impl ScrapeManager {
                 .name("scrape-config-watch".into())
                 .spawn(move || watch(&watched, &rx, check_interval))
                 .map_err(|source| ConfigError::Io {
-                    path: inner.options.config_file.clone(),
+                    path: inner.options.config_file.clone().unwrap_or_default(),
                     source,
                 })?;
             *lock(&manager.watcher) = Some((tx, thread));
@@ -202,9 +217,58 @@ fn watch(inner: &Inner, stop: &Receiver<()>, every: Duration) {
 }
 
 impl Inner {
+    /// The configuration file (or an empty one) plus the self-scrape job.
+    fn load(&self) -> Result<LoadedConfig, ConfigError> {
+        let mut loaded = match &self.options.config_file {
+            Some(path) => load_file(path, self.options.strict_parse)?,
+            None => LoadedConfig {
+                path: PathBuf::from("(no scrape configuration file)"),
+                config: PromConfig::default(),
+                relabel: Vec::new(),
+                metric_relabel: Vec::new(),
+                warnings: Vec::new(),
+            },
+        };
+        if let Some(own) = &self.options.self_scrape {
+            if loaded.config.scrape_configs.iter().any(|j| j.job_name == SELF_JOB) {
+                loaded.warnings.push(format!(
+                    "job {SELF_JOB:?} is defined in the file; the built-in self-scrape is skipped"
+                ));
+            } else {
+                loaded.config.scrape_configs.push(ScrapeConfig {
+                    job_name: SELF_JOB.to_owned(),
+                    scrape_interval: Some(PromDuration(own.interval)),
+                    scrape_timeout: Some(PromDuration(own.interval.min(Duration::from_secs(10)))),
+                    metrics_path: "/metrics".to_owned(),
+                    honor_labels: false,
+                    honor_timestamps: true,
+                    scheme: "http".to_owned(),
+                    params: Default::default(),
+                    basic_auth: None,
+                    bearer_token: None,
+                    bearer_token_file: None,
+                    authorization: None,
+                    tls_config: None,
+                    static_configs: vec![StaticConfig {
+                        targets: vec![own.address.clone()],
+                        labels: Default::default(),
+                    }],
+                    file_sd_configs: Vec::new(),
+                    relabel_configs: Vec::new(),
+                    metric_relabel_configs: Vec::new(),
+                    sample_limit: 0,
+                    label_limit: 0,
+                });
+                loaded.relabel.push(Vec::new());
+                loaded.metric_relabel.push(Vec::new());
+            }
+        }
+        Ok(loaded)
+    }
+
     fn reload(&self) -> Result<ReloadSummary, ConfigError> {
         let _serial = lock(&self.reload_lock);
-        let loaded = match load_file(&self.options.config_file, self.options.strict_parse) {
+        let loaded = match self.load() {
             Ok(loaded) => loaded,
             Err(err) => {
                 metrics::counter!("strata_agent_config_reloads_errors_total").increment(1);
@@ -215,9 +279,9 @@ impl Inner {
         let mut warnings = loaded.warnings.clone();
         warnings.extend(discovered.warnings.iter().cloned());
         for w in &warnings {
-            tracing::warn!("{}: {w}", self.options.config_file.display());
+            tracing::warn!("{}: {w}", loaded.path.display());
         }
-        let mut watched_files = vec![self.options.config_file.clone()];
+        let mut watched_files: Vec<PathBuf> = self.options.config_file.iter().cloned().collect();
         watched_files.extend(discovered.files.iter().cloned());
         // Fingerprint before acting, so a change during the reload triggers another one.
         let watched = fingerprint(watched_files);

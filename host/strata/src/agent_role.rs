@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use strata_agent::{RemoteWriteOptions, RemoteWriter, ScrapeManager, ScrapeOptions};
+use strata_agent::{RemoteWriteOptions, RemoteWriter, ScrapeManager, ScrapeOptions, SelfScrape};
 use strata_config::{ApplianceConfig, Role};
 use strata_http::{BuildInfo, HttpOptions, MetricsHandle, ServerBuilder};
 
@@ -55,10 +55,21 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     let writer = Arc::new(writer);
     tracing::info!(urls = agent.remote_write_urls.len(), queue = %queue_path.display(), "remote write started");
 
+    let http_options = HttpOptions {
+        max_request_body: config.http.max_request_body.bytes(),
+        shutdown_timeout: config.http.shutdown_timeout.get(),
+    };
+    let addr = config.http.listen_addr_for(Role::Agent);
+    let listener = strata_http::bind(addr).await?;
+    let local = listener.local_addr().context("cannot read the bound address")?;
     let scrape_options = ScrapeOptions {
-        config_file: scrape_file.clone(),
+        config_file: Some(scrape_file.clone()),
         strict_parse: agent.strict_parse,
         check_interval: agent.config_check_interval.get(),
+        self_scrape: (!agent.self_scrape_interval.get().is_zero()).then(|| SelfScrape {
+            address: local.to_string(),
+            interval: agent.self_scrape_interval.get(),
+        }),
     };
     let sink = Arc::clone(&writer) as Arc<dyn strata_ingest::SampleSink>;
     let manager = tokio::task::spawn_blocking(move || ScrapeManager::start(scrape_options, sink))
@@ -67,16 +78,9 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot load the scrape configuration {}", scrape_file.display()))?;
     let manager = Arc::new(manager);
 
-    let http_options = HttpOptions {
-        max_request_body: config.http.max_request_body.bytes(),
-        shutdown_timeout: config.http.shutdown_timeout.get(),
-    };
     let router = ServerBuilder::new(http_options.clone(), metrics)
         .merge(strata_agent::api::routes(Arc::clone(&manager)))
         .build();
-    let addr = config.http.listen_addr_for(Role::Agent);
-    let listener = strata_http::bind(addr).await?;
-    let local = listener.local_addr().context("cannot read the bound address")?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         "strata agent listening on http://{local}"

@@ -33,9 +33,10 @@ fn scrapes_reloads_and_marks_removed_targets_stale() {
     let sink = Arc::new(MemorySink::new());
     let manager = ScrapeManager::start(
         ScrapeOptions {
-            config_file: config.clone(),
+            config_file: Some(config.clone()),
             strict_parse: true,
             check_interval: Duration::from_millis(50),
+            self_scrape: None,
         },
         sink.clone(),
     )
@@ -74,12 +75,40 @@ fn scrapes_reloads_and_marks_removed_targets_stale() {
 fn a_bad_file_fails_start() {
     let dir = tempfile::tempdir().unwrap();
     let options = ScrapeOptions {
-        config_file: dir.path().join("missing.yml"),
+        config_file: Some(dir.path().join("missing.yml")),
         strict_parse: true,
         check_interval: Duration::ZERO,
+        self_scrape: None,
     };
     let err = ScrapeManager::start(options, Arc::new(MemorySink::new()))
         .err()
         .unwrap();
     assert!(matches!(err, ConfigError::Io { .. }));
+}
+
+#[test]
+fn self_scrape_without_a_file() {
+    let own = crate::scrape::tests::TestTarget::start("strata_build_info 1\n");
+    let sink = Arc::new(MemorySink::new());
+    let manager = ScrapeManager::start(
+        ScrapeOptions {
+            config_file: None,
+            strict_parse: true,
+            check_interval: Duration::ZERO,
+            self_scrape: Some(SelfScrape {
+                address: own.addr.clone(),
+                interval: Duration::from_millis(200),
+            }),
+        },
+        sink.clone(),
+    )
+    .unwrap();
+    wait_for("a self-scrape", || {
+        sink.series().iter().any(|s| {
+            s.labels[0].1 == "strata_build_info" && s.labels.contains(&("job".to_owned(), SELF_JOB.to_owned()))
+        })
+    });
+    let targets = manager.targets();
+    assert_eq!(targets.active[0].spec.job, SELF_JOB);
+    assert_eq!(targets.active[0].spec.timeout, Duration::from_millis(200));
 }
