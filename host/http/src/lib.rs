@@ -12,6 +12,7 @@ mod params;
 pub mod query_api;
 pub mod self_metrics;
 pub mod storage_api;
+pub mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
