@@ -67,18 +67,21 @@ async fn select(
     let status = source.status();
     let router = query_api::routes(Arc::new(source), st.options.query.clone());
 
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("/{rest}?{q}"),
         None => format!("/{rest}"),
     };
-    parts.uri = path_and_query
-        .parse()
+    // A fresh request, not the old parts: their extensions carry this route's path parameters,
+    // which the inner router's `Path` extractors would see as their own.
+    let mut inner = Request::builder()
+        .method(parts.method)
+        .uri(path_and_query)
+        .version(parts.version)
+        .body(body)
         .map_err(|_| ApiError::bad_request("invalid request path"))?;
-    let response = router
-        .oneshot(Request::from_parts(parts, body))
-        .await
-        .unwrap_or_else(|never| match never {});
+    *inner.headers_mut() = parts.headers;
+    let response = router.oneshot(inner).await.unwrap_or_else(|never| match never {});
 
     if status.is_unavailable() {
         return Err(ApiError::unavailable("no storage node answered; retry later"));

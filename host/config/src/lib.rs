@@ -10,6 +10,7 @@
 //! option structs so that they do not depend on this crate.
 
 pub mod agent;
+pub mod cluster;
 pub mod units;
 
 use std::fmt;
@@ -186,6 +187,8 @@ pub struct ApplianceConfig {
     pub ingest: IngestConfig,
     /// `[agent]`: scraping and remote-write.
     pub agent: agent::AgentConfig,
+    /// `[cluster]`: storage, insert and select roles.
+    pub cluster: cluster::ClusterConfig,
 }
 
 /// `[log]`: logging.
@@ -332,6 +335,7 @@ impl ApplianceConfig {
 
     /// Checks the values that parse but are out of range. Call again after applying flags.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.cluster.validate()?;
         let retention = self.storage.retention_period;
         if retention < MIN_RETENTION || retention > MAX_RETENTION {
             return Err(ConfigError::Invalid {

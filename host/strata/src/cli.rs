@@ -82,6 +82,27 @@ pub struct Overrides {
     /// log.format: text or json.
     #[arg(long, global = true, value_name = "FORMAT", value_parser = parse_log_format)]
     pub log_format: Option<LogFormat>,
+
+    /// cluster.storage_nodes: storage nodes as host[:port], comma-separated (insert: port 8400,
+    /// select: port 8401 by default).
+    #[arg(long, global = true, value_name = "ADDRS", value_delimiter = ',')]
+    pub storage_node: Vec<String>,
+
+    /// cluster.replication_factor: copies of each series on distinct storage nodes.
+    #[arg(long, global = true, value_name = "N")]
+    pub replication_factor: Option<usize>,
+
+    /// cluster.deny_partial_response: select answers 503 instead of a partial result.
+    #[arg(long, global = true)]
+    pub deny_partial_response: bool,
+
+    /// cluster.insert_listen_addr: the storage role's insert RPC address (default 127.0.0.1:8400).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub insert_listen_addr: Option<SocketAddr>,
+
+    /// cluster.select_listen_addr: the storage role's select RPC address (default 127.0.0.1:8401).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub select_listen_addr: Option<SocketAddr>,
 }
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {
@@ -109,6 +130,21 @@ impl Overrides {
         }
         if let Some(format) = self.log_format {
             config.log.format = format;
+        }
+        if !self.storage_node.is_empty() {
+            config.cluster.storage_nodes = self.storage_node.clone();
+        }
+        if let Some(n) = self.replication_factor {
+            config.cluster.replication_factor = n;
+        }
+        if self.deny_partial_response {
+            config.cluster.deny_partial_response = true;
+        }
+        if let Some(addr) = self.insert_listen_addr {
+            config.cluster.insert_listen_addr = addr;
+        }
+        if let Some(addr) = self.select_listen_addr {
+            config.cluster.select_listen_addr = addr;
         }
     }
 }

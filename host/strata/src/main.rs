@@ -3,6 +3,7 @@
 
 mod agent_role;
 mod cli;
+mod cluster_roles;
 mod logging;
 mod shutdown;
 mod single;
@@ -39,10 +40,7 @@ fn main() -> ExitCode {
 
     let result = match role {
         Role::Single => single::run(config),
-        Role::Storage | Role::Insert | Role::Select => Err(anyhow::anyhow!(
-            "the {role} role is not built yet (the cluster roles come with the cluster issue); \
-             run `strata single` for an all-in-one node"
-        )),
+        Role::Storage | Role::Insert | Role::Select => cluster_roles::run(role, config),
         Role::Agent => agent_role::run(config),
     };
     match result {

@@ -1,0 +1,183 @@
+//! The cluster roles (DESIGN.md §2): `storage` owns data and serves insert and select RPC,
+//! `insert` shards writes over storage nodes, `select` fans queries out to them.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use strata_cluster::client::ClientOptions;
+use strata_cluster::insert::{ClusterSink, InsertOptions};
+use strata_cluster::proto::Service;
+use strata_cluster::select::SelectCluster;
+use strata_cluster::select_http::{self, SelectApiOptions};
+use strata_cluster::server;
+use strata_config::{ApplianceConfig, Role};
+use strata_http::storage_api::StorageApiOptions;
+use strata_http::{BuildInfo, HttpOptions, MetricsHandle, ServerBuilder, admin_api, ingest_api, storage_api};
+use strata_query::QueryOptions;
+use strata_storage::{Storage, Tenant};
+
+/// Runs `role` (storage, insert or select) until SIGINT or SIGTERM.
+pub fn run(role: Role, config: ApplianceConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strata-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match role {
+            Role::Storage => storage(config).await,
+            Role::Insert => insert(config).await,
+            _ => select(config).await,
+        }
+    })
+}
+
+fn http_options(config: &ApplianceConfig) -> HttpOptions {
+    HttpOptions {
+        max_request_body: config.http.max_request_body.bytes(),
+        shutdown_timeout: config.http.shutdown_timeout.get(),
+    }
+}
+
+fn metrics(role: Role) -> MetricsHandle {
+    MetricsHandle::install(&BuildInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        role: role.name().to_string(),
+    })
+}
+
+async fn serve_http(config: &ApplianceConfig, role: Role, builder: ServerBuilder) -> anyhow::Result<()> {
+    let router = builder.build();
+    let addr = config.http.listen_addr_for(role);
+    let listener = strata_http::bind(addr).await?;
+    let local = listener.local_addr().context("cannot read the bound address")?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "strata {role} listening on http://{local}"
+    );
+    strata_http::serve(
+        listener,
+        router,
+        config.http.shutdown_timeout.get(),
+        crate::shutdown::signal(),
+    )
+    .await
+    .context("HTTP server failed")
+}
+
+fn storage_nodes(config: &ApplianceConfig, default_port: u16) -> anyhow::Result<Vec<String>> {
+    let nodes = config.cluster.storage_node_addrs(default_port);
+    if nodes.is_empty() {
+        anyhow::bail!("no storage nodes: pass --storage-node host:port,... or set cluster.storage_nodes");
+    }
+    Ok(nodes)
+}
+
+async fn storage(config: ApplianceConfig) -> anyhow::Result<()> {
+    let options = crate::single::storage_options(&config);
+    let data_path = options.data_path.clone();
+    let storage = tokio::task::spawn_blocking(move || Storage::open(options))
+        .await
+        .context("storage start-up task failed")?
+        .with_context(|| format!("cannot open the storage at {}", data_path.display()))?;
+    let storage = Arc::new(storage);
+    tracing::info!(data_path = %data_path.display(), "storage open");
+
+    let insert_addr = config.cluster.insert_listen_addr;
+    let select_addr = config.cluster.select_listen_addr;
+    let insert_listener = tokio::net::TcpListener::bind(insert_addr)
+        .await
+        .with_context(|| format!("cannot listen for insert RPC on {insert_addr}"))?;
+    let select_listener = tokio::net::TcpListener::bind(select_addr)
+        .await
+        .with_context(|| format!("cannot listen for select RPC on {select_addr}"))?;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    for (listener, service, handler) in [
+        (
+            insert_listener,
+            Service::Insert,
+            server::insert_handler(Arc::clone(&storage)),
+        ),
+        (
+            select_listener,
+            Service::Select,
+            server::select_handler(Arc::clone(&storage)),
+        ),
+    ] {
+        let stop = Arc::clone(&stop);
+        tracing::info!(service = service.name(), addr = %listener.local_addr()?, "RPC listening");
+        tokio::spawn(async move {
+            server::serve(listener, service, handler, async move { stop.notified().await }).await;
+        });
+    }
+
+    let router = ServerBuilder::new(http_options(&config), metrics(Role::Storage))
+        .merge(storage_api::routes(
+            Arc::clone(&storage),
+            StorageApiOptions {
+                tenant: Tenant::default(),
+                max_series: QueryOptions::default().max_series,
+            },
+        ))
+        .merge(admin_api::routes(Arc::clone(&storage)));
+    let served = serve_http(&config, Role::Storage, router).await;
+    stop.notify_waiters();
+
+    tracing::info!("HTTP server stopped; flushing storage");
+    let closed = tokio::task::spawn_blocking(move || match Arc::try_unwrap(storage) {
+        Ok(storage) => storage.close(),
+        // RPC connections still hold a reference: flush what we have; the lock goes with the
+        // process.
+        Err(shared) => shared.force_flush(),
+    })
+    .await
+    .context("storage shutdown task failed")?;
+    served?;
+    closed.context("cannot flush the storage")?;
+    Ok(())
+}
+
+async fn insert(config: ApplianceConfig) -> anyhow::Result<()> {
+    let nodes = storage_nodes(&config, 8400)?;
+    tracing::info!(
+        ?nodes,
+        replication_factor = config.cluster.replication_factor,
+        "insert role"
+    );
+    let sink = ClusterSink::new(
+        &nodes,
+        InsertOptions {
+            replication_factor: config.cluster.replication_factor,
+            ..InsertOptions::default()
+        },
+    );
+    let router = ServerBuilder::new(http_options(&config), metrics(Role::Insert)).merge(ingest_api::insert_routes(
+        Arc::new(sink),
+        crate::single::ingest_limits(&config),
+    ));
+    serve_http(&config, Role::Insert, router).await
+}
+
+async fn select(config: ApplianceConfig) -> anyhow::Result<()> {
+    let nodes = storage_nodes(&config, 8401)?;
+    tracing::info!(
+        ?nodes,
+        replication_factor = config.cluster.replication_factor,
+        "select role"
+    );
+    let query = QueryOptions::default();
+    let cluster = Arc::new(SelectCluster::new(
+        &nodes,
+        config.cluster.replication_factor,
+        query.max_series,
+        ClientOptions::default(),
+    ));
+    let router = ServerBuilder::new(http_options(&config), metrics(Role::Select)).merge(select_http::routes(
+        cluster,
+        SelectApiOptions {
+            query: strata_http::query_api::QueryApiOptions { engine: query },
+            deny_partial_response: config.cluster.deny_partial_response,
+        },
+    ));
+    serve_http(&config, Role::Select, router).await
+}
