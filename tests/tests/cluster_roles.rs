@@ -55,16 +55,20 @@ fn write(insert: &Strata, tenant: &str, req: &WriteRequest) -> Reply {
     )
 }
 
-fn query(select: &Strata, tenant: &str, q: &str, at_ms: i64) -> Reply {
-    let q: String = q
-        .bytes()
+/// Percent-encodes a query parameter.
+fn encode(q: &str) -> String {
+    q.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
-        .collect();
+        .collect()
+}
+
+fn query(select: &Strata, tenant: &str, q: &str, at_ms: i64) -> Reply {
     select.get(&format!(
-        "/select/{tenant}/prometheus/api/v1/query?query={q}&time={}",
+        "/select/{tenant}/prometheus/api/v1/query?query={}&time={}",
+        encode(q),
         at_ms / 1000
     ))
 }
@@ -227,4 +231,95 @@ fn cluster_shards_replicates_survives_a_killed_node_and_separates_tenants() {
     let r = write(&insert, "1", &request("cl_requests_total", 0, 1, end));
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(query(&select2, "1", "count(cl_requests_total)", end).status, 503);
+}
+
+/// `data.result` with its elements in a canonical order (engines need not agree on order).
+fn sorted_result(reply: &Reply) -> Vec<String> {
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let v = reply.json();
+    let mut out: Vec<String> = match v["data"]["result"].as_array() {
+        Some(items) => items.iter().map(|i| i.to_string()).collect(),
+        None => vec![v["data"]["result"].to_string()],
+    };
+    out.sort();
+    out
+}
+
+#[test]
+fn single_node_and_cluster_answer_the_same_promql() {
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<StorageNode> = dirs
+        .iter()
+        .map(|dir| {
+            let (ip, sp) = (free_port(), free_port());
+            StorageNode {
+                node: storage_node(dir.path(), ip, sp),
+                insert_port: ip,
+                select_port: sp,
+            }
+        })
+        .collect();
+    let insert_list: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.insert_port)).collect();
+    let insert = Strata::builder()
+        .role("insert")
+        .arg("--storage-node")
+        .arg(insert_list.join(","))
+        .arg("--replication-factor")
+        .arg("2")
+        .start();
+    let select = select_node(&nodes, 2, false);
+    let single = Strata::single();
+
+    let end = now_ms();
+    let req = request("same_metric", 0, 25, end);
+    assert_eq!(write(&insert, "0", &req).status, 204);
+    let r = single.post_with(
+        "/api/v1/write",
+        &[
+            ("Content-Type", "application/x-protobuf"),
+            ("Content-Encoding", "snappy"),
+            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        ],
+        &encode_snappy(&req),
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    wait_for(&select, "0", "count(same_metric)", end, 25.0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while single
+        .get(&format!("/api/v1/query?query=count(same_metric)&time={}", end / 1000))
+        .json()["data"]["result"][0]["value"][1]
+        != "25"
+    {
+        assert!(std::time::Instant::now() < deadline, "single node never saw the data");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let t = end / 1000;
+    for q in [
+        "same_metric",
+        "sum(same_metric)",
+        "count(same_metric)",
+        "rate(same_metric[1m])",
+        "max by (instance) (same_metric)",
+        "topk(3, same_metric)",
+        "avg_over_time(same_metric[2m])",
+        "same_metric{instance=~\"host-1.*\"} * 2",
+        "sum(increase(same_metric[5m]))",
+        "count_over_time(same_metric[10m])",
+    ] {
+        let c = query(&select, "0", q, end);
+        let s = single.get(&format!("/api/v1/query?query={}&time={t}", encode(q)));
+        assert_eq!(sorted_result(&c), sorted_result(&s), "{q}");
+        assert_eq!(c.json()["isPartial"], false);
+    }
+    let range = |node: &Strata, prefix: &str| {
+        node.get(&format!(
+            "{prefix}/api/v1/query_range?query=sum%20by%20(instance)%20(same_metric)&start={}&end={t}&step=15",
+            t - 120
+        ))
+    };
+    assert_eq!(
+        sorted_result(&range(&select, "/select/0/prometheus")),
+        sorted_result(&range(&single, ""))
+    );
 }
