@@ -84,7 +84,7 @@ pub enum Stop {
 /// The result of one scrape before the automatic series.
 struct Scraped {
     batch: MetricBatch,
-    series: HashMap<u64, Labels>,
+    series: HashMap<u64, Box<[u8]>>,
     scraped: usize,
     post_relabel: usize,
     body_bytes: usize,
@@ -97,7 +97,7 @@ pub struct ScrapeLoop {
     status: Arc<Mutex<TargetStatus>>,
     client: ureq::Agent,
     /// Series of the last successful scrape, for staleness.
-    last_series: HashMap<u64, Labels>,
+    last_series: HashMap<u64, Box<[u8]>>,
 }
 
 fn now_ms() -> i64 {
@@ -241,10 +241,20 @@ impl ScrapeLoop {
     }
 
     /// Markers for the last scrape's series that are not in `current` (all if `None`).
-    fn add_stale(&self, batch: &mut MetricBatch, ts: i64, current: Option<&HashMap<u64, Labels>>) {
-        for (key, labels) in &self.last_series {
+    fn add_stale(&self, batch: &mut MetricBatch, ts: i64, current: Option<&HashMap<u64, Box<[u8]>>>) {
+        for (key, compact) in &self.last_series {
             if current.is_none_or(|c| !c.contains_key(key)) {
-                add(batch, labels, ts, stale_nan());
+                let ok = decode_compact(compact)
+                    .try_for_each(|(n, v)| batch.push_label(n, v))
+                    .is_ok();
+                if !ok {
+                    batch.abandon_series();
+                    continue;
+                }
+                batch.push_sample(ts, stale_nan());
+                if batch.finish_series().is_err() {
+                    batch.abandon_series();
+                }
             }
         }
     }
@@ -298,17 +308,42 @@ impl ScrapeLoop {
             let line = line.map_err(|e| format!("cannot parse the response: {e}"))?;
             let Line::Sample(sample) = line else { continue };
             scraped += 1;
+            if spec.label_limit > 0 && sample.labels.len() + 1 > spec.label_limit {
+                return Err(format!(
+                    "label_limit exceeded: a series has {} labels, the limit is {}",
+                    sample.labels.len() + 1,
+                    spec.label_limit
+                ));
+            }
+            let t = match sample.timestamp {
+                Some(t) if spec.honor_timestamps => t,
+                _ => ts,
+            };
+            // Fast path, borrowed labels and one allocation per series: no metric relabeling
+            // and no label conflict that needs an exported_ name.
+            if spec.metric_relabel.is_empty() {
+                let mut labels: Vec<(&str, &str)> =
+                    Vec::with_capacity(sample.labels.len() + spec.labels.len() + spec.external_labels.len() + 1);
+                labels.push(("__name__", sample.name));
+                labels.extend(sample.labels.iter().map(|(n, v)| (*n, v.as_ref())));
+                normalize_ref(&mut labels);
+                if merge_ref(&mut labels, &spec.labels, spec.honor_labels) {
+                    for (name, value) in spec.external_labels.iter() {
+                        if let Err(at) = labels.binary_search_by(|(n, _)| (*n).cmp(name.as_str())) {
+                            labels.insert(at, (name, value));
+                        }
+                    }
+                    post += 1;
+                    add_ref(&mut batch, &labels, t, sample.value);
+                    let compact = encode_compact(&labels);
+                    series.insert(xxhash_rust::xxh64::xxh64(&compact, 0), compact);
+                    continue;
+                }
+            }
             let mut labels: Labels = Vec::with_capacity(sample.labels.len() + spec.labels.len() + 1);
             labels.push(("__name__".to_owned(), sample.name.to_owned()));
             for (name, value) in &sample.labels {
                 labels.push(((*name).to_owned(), value.to_string()));
-            }
-            if spec.label_limit > 0 && labels.len() > spec.label_limit {
-                return Err(format!(
-                    "label_limit exceeded: a series has {} labels, the limit is {}",
-                    labels.len(),
-                    spec.label_limit
-                ));
             }
             relabel::normalize(&mut labels);
             merge_target_labels(&mut labels, &spec.labels, spec.honor_labels);
@@ -320,12 +355,10 @@ impl ScrapeLoop {
                 continue;
             }
             post += 1;
-            let t = match sample.timestamp {
-                Some(t) if spec.honor_timestamps => t,
-                _ => ts,
-            };
             add(&mut batch, &labels, t, sample.value);
-            series.insert(hash_labels(&labels), labels);
+            let borrowed: Vec<(&str, &str)> = labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let compact = encode_compact(&borrowed);
+            series.insert(xxhash_rust::xxh64::xxh64(&compact, 0), compact);
         }
         if spec.sample_limit > 0 && post > spec.sample_limit {
             return Err(format!(
@@ -384,15 +417,74 @@ fn add(batch: &mut MetricBatch, labels: &Labels, ts: i64, value: f64) {
     }
 }
 
-fn hash_labels(labels: &Labels) -> u64 {
-    let mut hasher = xxhash_rust::xxh64::Xxh64::new(0);
-    for (n, v) in labels {
-        hasher.update(n.as_bytes());
-        hasher.update(&[0xff]);
-        hasher.update(v.as_bytes());
-        hasher.update(&[0xfe]);
+/// Sorts borrowed labels by name, keeps the last of a repeated name, drops empty values.
+fn normalize_ref(labels: &mut Vec<(&str, &str)>) {
+    labels.sort_by(|a, b| a.0.cmp(b.0));
+    let mut w = 0;
+    for r in 0..labels.len() {
+        if w > 0 && labels[w - 1].0 == labels[r].0 {
+            labels[w - 1] = labels[r];
+        } else {
+            labels[w] = labels[r];
+            w += 1;
+        }
     }
-    hasher.digest()
+    labels.truncate(w);
+    labels.retain(|(_, v)| !v.is_empty());
+}
+
+/// [`merge_target_labels`] on borrowed labels; false when a conflict needs an `exported_`
+/// name (the caller then takes the owned path).
+fn merge_ref<'a>(labels: &mut Vec<(&'a str, &'a str)>, target: &'a Labels, honor_labels: bool) -> bool {
+    for (name, value) in target {
+        match labels.binary_search_by(|(n, _)| (*n).cmp(name.as_str())) {
+            Err(at) => labels.insert(at, (name, value)),
+            Ok(_) if honor_labels => {}
+            Ok(i) if labels[i].1 == value => {}
+            Ok(_) => return false,
+        }
+    }
+    true
+}
+
+fn add_ref(batch: &mut MetricBatch, labels: &[(&str, &str)], ts: i64, value: f64) {
+    let ok = labels.iter().try_for_each(|(n, v)| batch.push_label(n, v)).is_ok();
+    if !ok {
+        batch.abandon_series();
+        return;
+    }
+    batch.push_sample(ts, value);
+    if batch.finish_series().is_err() {
+        batch.abandon_series();
+    }
+}
+
+/// A label set in one allocation: `u32 LE len | name | u32 LE len | value`, repeated.
+fn encode_compact(labels: &[(&str, &str)]) -> Box<[u8]> {
+    let size: usize = labels.iter().map(|(n, v)| 8 + n.len() + v.len()).sum();
+    let mut out = Vec::with_capacity(size);
+    for (n, v) in labels {
+        out.extend_from_slice(&(n.len() as u32).to_le_bytes());
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+    out.into_boxed_slice()
+}
+
+/// The labels of [`encode_compact`] output (stops at anything malformed).
+fn decode_compact(mut bytes: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    fn take<'a>(bytes: &mut &'a [u8]) -> Option<&'a str> {
+        let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        let text = std::str::from_utf8(bytes.get(4..4 + len)?).ok()?;
+        *bytes = &bytes[4 + len..];
+        Some(text)
+    }
+    std::iter::from_fn(move || {
+        let name = take(&mut bytes)?;
+        let value = take(&mut bytes)?;
+        Some((name, value))
+    })
 }
 
 fn authorization(auth: &Auth) -> Result<Option<String>, String> {

@@ -112,6 +112,8 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     )
     .await;
     hup.abort();
+    // Wait for the task to go, so its reference to the manager (and the queues) is dropped.
+    let _ = hup.await;
     tracing::info!("HTTP server stopped; stopping scrapes and senders");
     tokio::task::spawn_blocking(move || {
         manager.shutdown();

@@ -252,3 +252,19 @@ fn merge_rules() {
     assert_eq!(relabel::get(&l, "job"), Some("t"));
     assert_eq!(relabel::get(&l, "exported_job"), Some("a"));
 }
+
+#[test]
+fn borrowed_label_helpers() {
+    let mut l = vec![("b", "1"), ("a", "2"), ("b", "3"), ("e", "")];
+    normalize_ref(&mut l);
+    assert_eq!(l, vec![("a", "2"), ("b", "3")]);
+    let compact = encode_compact(&l);
+    assert_eq!(decode_compact(&compact).collect::<Vec<_>>(), l);
+    assert_eq!(decode_compact(&compact[..5]).count(), 0);
+    let target: Labels = vec![("a".into(), "2".into()), ("z".into(), "9".into())];
+    assert!(merge_ref(&mut l, &target, false));
+    assert_eq!(l, vec![("a", "2"), ("b", "3"), ("z", "9")]);
+    let other: Labels = vec![("a".into(), "x".into())];
+    assert!(merge_ref(&mut l, &other, true));
+    assert!(!merge_ref(&mut l, &other, false), "a conflict needs the owned path");
+}
