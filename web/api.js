@@ -51,6 +51,18 @@ export async function api(path, params = {}, slot = null) {
   return body.data;
 }
 
+/** POST to `path` (no body); returns `data` of a JSON reply, or null for an empty one. */
+export async function post(path) {
+  const res = await fetch(path, { method: 'POST' });
+  const textBody = await res.text();
+  let body = null;
+  try { body = textBody ? JSON.parse(textBody) : null; } catch { body = null; }
+  if (!res.ok || body?.status === 'error') {
+    throw new ApiError(body?.error || `HTTP ${res.status}: ${textBody.slice(0, 300)}`, body?.errorType || 'error', res.status);
+  }
+  return body?.data ?? null;
+}
+
 /** GET a text endpoint such as /metrics. */
 export async function text(path, slot = null) {
   let signal;

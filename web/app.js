@@ -1,7 +1,7 @@
 // The UI shell: navigation, theme, and the router. The page and its state live in the URL
 // fragment (#/page?key=value), so reload, back/forward and shared links all restore a view.
 
-import { api, text, isAbort } from '/ui/api.js';
+import { api, post, text, isAbort } from '/ui/api.js';
 import { esc } from '/ui/chart.js';
 import { queryPage } from '/ui/query.js';
 import { explorePage, cardinalityPage } from '/ui/explore.js';
@@ -131,7 +131,37 @@ async function targetsPage(root) {
 }
 
 async function pluginsPage(root) {
-  root.innerHTML = `<h1>Plugins</h1><div class="card"><p>No plugins are configured on this node. Once plugins are loaded, this page will list them with their versions, kinds, mounts, calls and errors.</p></div>`;
+  root.innerHTML = `<h1>Plugins</h1><div id="pout" class="card"><p class="muted">Loading…</p></div>`;
+  const out = root.querySelector('#pout');
+  let list;
+  try {
+    list = await api('/api/v1/plugins', {}, 'plugins');
+  } catch (e) {
+    if (isAbort(e)) return;
+    out.innerHTML = e.status === 404
+      ? '<p>No plugins are configured on this node (the plugin API is not served here).</p>'
+      : `<div class="error" role="alert">${esc(e.message)}</div>`;
+    return;
+  }
+  if (!list || !list.length) {
+    out.innerHTML = '<p>No plugins are configured on this node.</p>';
+    return;
+  }
+  const failures = (f) => Object.entries(f || {}).map(([k, v]) => `${k}: ${v}`).join(', ');
+  out.innerHTML = `<div class="actions"><button type="button" id="reload" class="button">Reload plugins</button><span id="reload-result" role="status"></span></div>
+  <table class="grid-table"><thead><tr><th>Name</th><th>Kind</th><th>Version</th><th>Mounts / functions</th><th>Loaded</th><th>Calls</th><th>Bad input</th><th>Failures</th></tr></thead><tbody>${list.map((p) =>
+    `<tr><td>${esc(p.name)}<div class="muted">${esc(p.path || '')}</div></td><td>${esc(p.kind)}</td><td>${esc(p.info?.version || '')}</td><td>${esc([...(p.http_paths || []), ...(p.functions || []).map((f) => `${f.name}()`)].join(', '))}</td><td>${p.loaded_at_ms ? esc(new Date(p.loaded_at_ms).toLocaleString()) : ''}${p.from_cache ? ' <span class="muted">(cached)</span>' : ''}</td><td class="num">${esc(p.calls ?? '')}</td><td class="num">${esc(p.parse_errors ?? '')}</td><td>${esc(failures(p.failures))}</td></tr>`).join('')}</tbody></table>`;
+  out.querySelector('#reload').addEventListener('click', async () => {
+    const r = out.querySelector('#reload-result');
+    r.textContent = 'Reloading…';
+    try {
+      await post('/api/v1/plugins/reload');
+      pluginsPage(root);
+    } catch (e) {
+      r.textContent = `Reload failed: ${e.message}`;
+      r.className = 'error';
+    }
+  });
 }
 
 setupTheme();

@@ -27,7 +27,7 @@ export function virtualList(className, row, height = 480) {
     first = start;
     const end = Math.min(items.length, start + Math.ceil(height / ROW) + 10);
     let html = '';
-    for (let i = start; i < end; i++) html += `<div class="vrow" style="top:${i * ROW}px">${row(items[i], i)}</div>`;
+    for (let i = start; i < end; i++) html += `<div class="vrow" data-i="${i}" style="top:${i * ROW}px">${row(items[i], i)}</div>`;
     inner.innerHTML = html;
   };
   el.addEventListener('scroll', () => draw(false));

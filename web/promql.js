@@ -2,7 +2,7 @@
 
 import { api, isAbort } from '/ui/api.js';
 
-/** PromQL and MetricsQL-style functions the engine offers (plugin functions are not listed by the API yet). */
+/** The built-in PromQL functions and aggregations; plugin functions come from /api/v1/plugins. */
 export const FUNCTIONS = [
   'abs', 'absent', 'absent_over_time', 'avg_over_time', 'ceil', 'changes', 'clamp', 'clamp_max',
   'clamp_min', 'count_over_time', 'day_of_month', 'day_of_week', 'day_of_year', 'days_in_month',
@@ -24,6 +24,13 @@ async function cached(key, load) {
 /** All metric names (cached for the page's life; the list can be long). */
 export function metricNames() {
   return cached('names', () => api('/api/v1/label/__name__/values', {}));
+}
+
+/** Names of the functions plugins provide (empty when no plugin API or none loaded). */
+export function pluginFunctions() {
+  return cached('plugin-fns', () => api('/api/v1/plugins', {})
+    .then((list) => (list || []).flatMap((p) => (p.functions || []).map((f) => f.name)))
+    .catch(() => []));
 }
 
 /**
@@ -62,8 +69,9 @@ export async function suggest(text, pos) {
     const names = await cached('l:', () => api('/api/v1/labels', {}, 'suggest'));
     return { from, items: names.filter((n) => n.startsWith(word)).map((n) => ({ text: n, kind: 'label' })) };
   }
-  const names = await metricNames();
-  const items = FUNCTIONS.filter((f) => f.startsWith(word)).map((f) => ({ text: f, kind: 'function' }));
+  const [names, extra] = await Promise.all([metricNames(), pluginFunctions()]);
+  const fns = [...new Set([...FUNCTIONS, ...extra])].sort();
+  const items = fns.filter((f) => f.startsWith(word)).map((f) => ({ text: f, kind: 'function' }));
   for (const n of names) {
     if (items.length >= 200) break;
     if (n.startsWith(word)) items.push({ text: n, kind: 'metric' });

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use strata_e2e::{Strata, free_port, require_program};
 
-/// How long the UI may take to show something after an action.
-const WAIT: Duration = Duration::from_secs(20);
+/// How long the UI may take to show something after an action (generous: CI machines are
+/// shared, and the 100k-name test waits for the server to list them all).
+const WAIT: Duration = Duration::from_secs(60);
 
 /// A chromedriver process with one browser session; both end on drop.
 struct Browser {
@@ -476,6 +477,12 @@ fn cardinality_and_status_pages_show_the_node() {
         "return document.querySelector('#tout')?.innerText.includes('target')",
         json!([]),
     );
+    browser.click("nav a[data-page=plugins]");
+    browser.wait(
+        "the plugins page",
+        "return document.querySelector('#pout')?.innerText.includes('No plugins are configured')",
+        json!([]),
+    );
     // The /vmui/ bookmark lands on the UI.
     browser.goto(&format!("{}/vmui/", node.base_url()));
     browser.wait(
@@ -483,4 +490,62 @@ fn cardinality_and_status_pages_show_the_node() {
         "return document.querySelector('nav a[data-page=query]') !== null",
         json!([]),
     );
+}
+
+#[test]
+#[allow(clippy::print_stdout, reason = "the test reports its timings (never asserted on)")]
+fn explore_stays_responsive_with_100k_metric_names() {
+    const NAMES: usize = 100_000;
+    let node = Strata::single();
+    let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();
+    for chunk in 0..10 {
+        let mut body = String::new();
+        for i in chunk * NAMES / 10..(chunk + 1) * NAMES / 10 {
+            body.push_str(&format!(
+                "{{\"metric\":{{\"__name__\":\"big_{i:06}\",\"job\":\"big\"}},\"values\":[1],\"timestamps\":[{}]}}\n",
+                now_ms - 60_000
+            ));
+        }
+        let reply = node.post("/api/v1/import", "application/json", body.as_bytes());
+        assert!(reply.status < 300, "import failed: {} {}", reply.status, reply.body);
+    }
+    let listed = node.poll("/api/v1/label/__name__/values", WAIT, |r| {
+        r.json()["data"].as_array().is_some_and(|a| a.len() == NAMES)
+    });
+    assert_eq!(listed.json()["data"].as_array().map(Vec::len), Some(NAMES));
+
+    let browser = Browser::start();
+    let started = Instant::now();
+    browser.goto(&format!("{}/#/explore", node.base_url()));
+    browser.wait(
+        "the metric count",
+        "return document.querySelector('#metric-count')?.innerText === '(100000)'",
+        json!([]),
+    );
+    println!("100k metric names listed {:?} after navigation", started.elapsed());
+    // Only the rows in view exist in the page.
+    let rows = browser.count(".metric-row");
+    assert!((10..100).contains(&rows), "{rows} rows in the DOM");
+
+    // Scrolling to the end renders the last rows, still only a window of them.
+    let scrolled = Instant::now();
+    browser.js(
+        "const l = document.querySelector('.vlist.metric-list'); l.scrollTop = l.scrollHeight; l.dispatchEvent(new Event('scroll'))",
+        json!([]),
+    );
+    browser.wait(
+        "the last row after scrolling",
+        "return document.querySelector('.vrow[data-i=\"99999\"] .metric-row') !== null",
+        json!([]),
+    );
+    println!("scrolled to the end of 100k rows in {:?}", scrolled.elapsed());
+    assert!(browser.count(".metric-row") < 100);
+
+    // The filter narrows 100k names to one.
+    let filtered = Instant::now();
+    browser.type_into("#metric-filter", "099999");
+    browser.wait_count(".metric-row", 1);
+    println!("filtered 100k names in {:?}", filtered.elapsed());
+    assert!(browser.text(".metric-row").contains("big_099999"));
+    browser.screenshot("explore-100k");
 }
