@@ -375,10 +375,22 @@ fn query_page_charts_tables_and_shows_errors() {
         browser.text(".grid-table")
     );
 
-    // Instant query of a sum: one row with the value at the end.
+    // Back to "now" (the zoom fixed the end time), then an instant query of a sum: one row
+    // with the value of the last sample.
+    browser.click("#now");
+    browser.wait("end cleared", "return !location.hash.includes('end=')", json!([]));
     browser.js("document.querySelector('#expr').value = ''", json!([]));
     browser.type_into("#expr", "sum(http_requests_total)\u{E007}");
     browser.wait_count(".grid-table tbody tr", 1);
+    browser.click("input[name=mode][value=instant]");
+    browser.wait(
+        "an instant vector result",
+        "return location.hash.includes('mode=instant') && document.querySelector('#qstats')?.innerText.includes('vector')",
+        json!([]),
+    );
+    browser.wait_count(".grid-table tbody tr", 1);
+    // 10 + 20 + 30 per step over 119 steps: the sum at the last sample.
+    assert_eq!(browser.text(".grid-table tbody td.num"), "7140");
 
     // JSON view shows the raw result.
     browser.click(".tab[data-tab=json]");
@@ -436,6 +448,20 @@ fn explore_drills_into_a_metric_and_charts_a_series() {
         browser.text(".legend").contains("node_load1"),
         "{}",
         browser.text(".legend")
+    );
+
+    // A selection of two series charts those two.
+    browser.goto(&format!("{}/#/explore?metric=http_requests_total", node.base_url()));
+    browser.wait_count(".series-row", 3);
+    browser.click(".vrow[data-i='0'] input[type=checkbox]");
+    browser.click(".vrow[data-i='2'] input[type=checkbox]");
+    assert_eq!(browser.text("#chart-selected"), "Chart selected (2)");
+    browser.click("#chart-selected");
+    browser.wait_count("svg.chart path.series", 2);
+    let legend = browser.text(".legend");
+    assert!(
+        legend.contains("instance=\"a\"") && legend.contains("instance=\"c\""),
+        "{legend}"
     );
 }
 
