@@ -57,6 +57,7 @@ function fmtTime(t, span) {
  */
 export function renderChart(el, series, opts = {}) {
   const hidden = new Set(opts.hidden || []);
+  el._chartObserver?.disconnect();
   el.innerHTML = '';
   el.classList.add('chart-wrap');
   const W = Math.max(320, el.clientWidth || 800);
@@ -201,4 +202,14 @@ export function renderChart(el, series, opts = {}) {
     if (opts.onZoom && X(b) - X(a) > 5) opts.onZoom(a, b);
   };
   window.addEventListener('mouseup', up);
+
+  // Redraw when the container's width changes (window resized, sidebar opened).
+  if (typeof ResizeObserver === 'function') {
+    const observer = new ResizeObserver(() => {
+      if (!svg.isConnected) { observer.disconnect(); return; }
+      if (Math.abs(Math.max(320, el.clientWidth || W) - W) > 20) renderChart(el, series, { ...opts, hidden: [...hidden] });
+    });
+    observer.observe(el);
+    el._chartObserver = observer;
+  }
 }
