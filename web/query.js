@@ -92,11 +92,23 @@ export function queryPage(root, st, nav) {
     p.set('tab', p.get('mode') === 'instant' ? 'table' : 'chart');
     nav('query', p);
   }));
-  root.querySelectorAll('.tab').forEach((b) => b.addEventListener('click', () => {
-    const p = read();
-    p.set('tab', b.dataset.tab);
-    nav('query', p);
-  }));
+  const tabs = [...root.querySelectorAll('.tab')];
+  tabs.forEach((b, i) => {
+    b.tabIndex = b.getAttribute('aria-selected') === 'true' ? 0 : -1;
+    b.addEventListener('click', () => {
+      const p = read();
+      p.set('tab', b.dataset.tab);
+      nav('query', p);
+    });
+    // Arrow keys move between tabs, as in any tab list.
+    b.addEventListener('keydown', (e) => {
+      const d = e.key === 'ArrowRight' ? 1 : e.key === 'ArrowLeft' ? -1 : 0;
+      if (!d) return;
+      e.preventDefault();
+      tabs[(i + d + tabs.length) % tabs.length].click();
+      setTimeout(() => document.querySelector('.tab[aria-selected="true"]')?.focus(), 0);
+    });
+  });
   if (!expr) {
     root.querySelector('#qout').innerHTML = '<p class="muted">Type an expression and press Enter. Ctrl+Space or typing shows suggestions.</p>';
     input.focus();

@@ -503,6 +503,13 @@ fn cardinality_and_status_pages_show_the_node() {
         "return document.querySelector('#tout')?.innerText.includes('target')",
         json!([]),
     );
+    // The theme button switches between light and dark.
+    let before = browser.js("return document.documentElement.dataset.theme", json!([]));
+    browser.click("#theme");
+    let after = browser.js("return document.documentElement.dataset.theme", json!([]));
+    assert_ne!(before, after);
+    assert!(after == json!("dark") || after == json!("light"), "{after}");
+
     browser.click("nav a[data-page=plugins]");
     browser.wait(
         "the plugins page",
