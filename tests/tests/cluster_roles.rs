@@ -190,6 +190,24 @@ fn cluster_shards_replicates_survives_a_killed_node_and_separates_tenants() {
     assert_eq!(c, 0.0);
     assert_eq!(select2.get("/select/x:y/prometheus/api/v1/labels").status, 400);
 
+    // Deleting one tenant's series reaches every node and leaves other tenants alone.
+    let del = select2.post(
+        "/delete/2:5/prometheus/api/v1/admin/tsdb/delete_series?match[]=other_tenant_metric",
+        "text/plain",
+        b"",
+    );
+    assert_eq!(del.status, 204, "{}", del.body);
+    let (c, _) = scalar_result(&query(&select2, "2:5", "count(other_tenant_metric)", end));
+    assert_eq!(c, 0.0);
+    let (c, _) = scalar_result(&query(&select2, "1", "count(cl_requests_total)", end));
+    assert_eq!(c, 40.0);
+    let bad = select2.post(
+        "/delete/1/prometheus/api/v1/admin/tsdb/delete_series",
+        "text/plain",
+        b"",
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+
     // kill -9 one storage node.
     nodes[0].node.signal("KILL");
     nodes[0]

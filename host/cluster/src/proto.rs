@@ -227,6 +227,8 @@ pub mod op {
     pub const LABEL_VALUES: u8 = 12;
     /// Select service: `tenant | i64 min | i64 max` → u64.
     pub const SERIES_COUNT: u8 = 13;
+    /// Select service: `tenant | filters` → u64 series deleted.
+    pub const DELETE_SERIES: u8 = 14;
 }
 
 /// Response status codes.

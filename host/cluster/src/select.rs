@@ -52,6 +52,27 @@ impl SelectCluster {
         }
     }
 
+    /// Deletes `tenant`'s series matching `matchers` on every node; returns the copies deleted
+    /// (a replicated series counts once per copy). Unlike reads, a node that cannot be reached
+    /// fails the call: a delete that skipped a node would leave data behind.
+    pub fn delete_series(&self, tenant: Tenant, matchers: &[LabelMatcher]) -> Result<u64, SourceError> {
+        let mut e = Enc::with_op(op::DELETE_SERIES);
+        e.tenant(tenant);
+        proto::put_filters(&mut e, &wire_filters(matchers));
+        let status = QueryStatus::default();
+        let bodies = self.fan_out(&e.0, &status)?;
+        if bodies.len() < self.nodes.len() {
+            return Err(SourceError(
+                "some storage nodes did not answer; the delete is incomplete, retry it".into(),
+            ));
+        }
+        let mut total = 0u64;
+        for body in bodies {
+            total += Dec::new(&body).u64().map_err(bad_reply)?;
+        }
+        Ok(total)
+    }
+
     /// Sends `request` to every node at once; returns the answers of those that answered.
     fn fan_out(&self, request: &[u8], status: &QueryStatus) -> Result<Vec<Vec<u8>>, SourceError> {
         let results: Vec<Result<Vec<u8>, CallError>> = std::thread::scope(|scope| {

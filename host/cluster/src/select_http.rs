@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get};
 use strata_http::ApiError;
 use strata_http::ingest_api::parse_tenant;
 use strata_http::query_api::{self, QueryApiOptions};
@@ -41,6 +41,10 @@ struct SelectState {
 pub fn routes(cluster: Arc<SelectCluster>, options: SelectApiOptions) -> Router {
     Router::new()
         .route("/select/{tenant}/prometheus/{*rest}", any(select))
+        .route(
+            "/delete/{tenant}/prometheus/api/v1/admin/tsdb/delete_series",
+            get(delete_series).post(delete_series),
+        )
         .with_state(SelectState { cluster, options })
 }
 
@@ -105,4 +109,53 @@ async fn select(
     let mut parts = parts;
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     Ok((parts.status, parts.headers, Body::from(bytes)).into_response())
+}
+
+/// `/delete/<tenant>/prometheus/api/v1/admin/tsdb/delete_series?match[]=...`: deletes on every
+/// storage node; 204 when all of them did, 503 when one could not be reached.
+async fn delete_series(
+    State(st): State<SelectState>,
+    Path(tenant): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let tenant = parse_tenant(&tenant)?;
+    let registry = strata_query::FunctionRegistry::with_builtins();
+    let mut groups = Vec::new();
+    for (k, v) in &params {
+        if k != "match[]" {
+            continue;
+        }
+        match strata_query::parse(v, &registry) {
+            Ok(strata_query::Expr::Vector(vs)) => groups.push(vs.matchers),
+            Ok(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid parameter \"match[]\": {v:?} is not an instant vector selector"
+                )));
+            }
+            Err(e) => return Err(ApiError::bad_request(format!("invalid parameter \"match[]\": {e}"))),
+        }
+    }
+    if groups.is_empty() {
+        return Err(ApiError::bad_request(
+            "missing match[] parameter: give at least one series selector",
+        ));
+    }
+    let cluster = Arc::clone(&st.cluster);
+    let deleted = tokio::task::spawn_blocking(move || {
+        let mut total = 0u64;
+        for g in &groups {
+            total += cluster.delete_series(tenant, g)?;
+        }
+        Ok::<u64, strata_query::SourceError>(total)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("delete task failed: {e}")))?
+    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    tracing::info!(
+        deleted,
+        account = tenant.account_id,
+        project = tenant.project_id,
+        "series deleted"
+    );
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }

@@ -256,6 +256,14 @@ fn handle_select(storage: &Storage, payload: &[u8]) -> Result<Vec<u8>, HandleErr
             e.u64(n);
             Ok(ok(e))
         }
+        op::DELETE_SERIES => {
+            let tenant = d.tenant()?;
+            let filters = to_filters(&proto::get_filters(&mut d)?);
+            let n = storage.delete_series(tenant, &filters)?;
+            let mut e = Enc::default();
+            e.u64(n);
+            Ok(ok(e))
+        }
         other => Err(ProtoError::Malformed(format!("unknown select op {other}")).into()),
     }
 }
