@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod cluster;
+pub mod plugins;
 pub mod units;
 
 use std::fmt;
@@ -185,6 +186,8 @@ pub struct ApplianceConfig {
     pub storage: StorageConfig,
     /// `[ingest]`.
     pub ingest: IngestConfig,
+    /// `[[plugins]]`: WebAssembly plugins to load.
+    pub plugins: Vec<plugins::PluginConfig>,
     /// `[agent]`: scraping and remote-write.
     pub agent: agent::AgentConfig,
     /// `[cluster]`: storage, insert and select roles.
