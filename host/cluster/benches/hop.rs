@@ -12,13 +12,16 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use strata_cluster::client::ClientOptions;
 use strata_cluster::insert::{ClusterSink, InsertOptions};
 use strata_cluster::proto::Service;
+use strata_cluster::select::SelectCluster;
 use strata_cluster::server;
 use strata_ingest::{MetricBatch, SampleSink};
+use strata_query::{LabelMatcher, MatchOp as QueryOp, SeriesSource};
 use strata_storage::data::TableOptions;
-use strata_storage::index::{IndexOptions, Label};
-use strata_storage::{Storage, StorageOptions, Tenant};
+use strata_storage::index::{IndexOptions, Label, MatchOp, TagFilter};
+use strata_storage::{Storage, StorageOptions, Tenant, TimeRange};
 
 const ROUNDS: i64 = 10;
 const SAMPLES: i64 = 10;
@@ -116,7 +119,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let addr = rt.block_on(async {
+    let (addr, select_addr) = rt.block_on(async {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = l.local_addr().expect("addr");
         tokio::spawn(server::serve(
@@ -125,7 +128,15 @@ fn main() {
             server::insert_handler(Arc::clone(&storage)),
             std::future::pending(),
         ));
-        addr
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let select_addr = l.local_addr().expect("addr");
+        tokio::spawn(server::serve(
+            l,
+            Service::Select,
+            server::select_handler(Arc::clone(&storage)),
+            std::future::pending(),
+        ));
+        (addr, select_addr)
     });
     let sink = ClusterSink::new(&[addr.to_string()], InsertOptions::default());
     let (c0, t0) = (cpu_seconds(), Instant::now());
@@ -142,4 +153,42 @@ fn main() {
         "extra CPU per sample through the hop: {:+.0}%",
         (hop / direct - 1.0) * 100.0
     );
+
+    // Query latency: one selector (the series of one instance, all samples) read from storage
+    // directly and through the select RPC (one node), after a flush.
+    storage.force_flush().expect("flush");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let filters = [TagFilter::new("instance", MatchOp::Equal, "host-7")];
+    let matchers = [LabelMatcher::new(QueryOp::Equal, "instance", "host-7").expect("matcher")];
+    let tr = TimeRange {
+        min: 0,
+        max: i64::MAX / 2,
+    };
+    let cluster = Arc::new(SelectCluster::new(
+        &[select_addr.to_string()],
+        1,
+        1_000_000,
+        ClientOptions::default(),
+    ));
+    let source = cluster.source(Tenant::default());
+    let runs = 200;
+    let t0 = Instant::now();
+    let mut found = 0usize;
+    for _ in 0..runs {
+        found = 0;
+        storage
+            .search(Tenant::default(), &filters, tr, 1_000_000, &mut |_, _, _| {
+                found += 1;
+                Ok(())
+            })
+            .expect("search");
+    }
+    let direct = t0.elapsed().as_secs_f64() / runs as f64 * 1e3;
+    let t0 = Instant::now();
+    let mut via = 0usize;
+    for _ in 0..runs {
+        via = source.select(&matchers, 0, i64::MAX / 2).expect("select").len();
+    }
+    let fanned = t0.elapsed().as_secs_f64() / runs as f64 * 1e3;
+    println!("select of {found} series: storage {direct:.2} ms, through select RPC {fanned:.2} ms ({via} series)");
 }
