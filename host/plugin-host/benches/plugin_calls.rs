@@ -1,0 +1,66 @@
+//! Per-call cost of a plugin (fresh instance + call + batch conversion) and Influx line-protocol
+//! throughput through the plugin. Needs `scripts/build-plugins` first.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use strata_ingest::MetricBatch;
+use strata_plugin_host::{CallLimits, HostOptions, PluginHost, PluginKind, PluginSpec};
+
+fn spec(name: &str, file: &str) -> PluginSpec {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../plugins/dist/{file}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins",
+        path.display()
+    );
+    PluginSpec {
+        name: name.into(),
+        path,
+        kind: PluginKind::Ingest,
+        config: BTreeMap::new(),
+        http_paths: None,
+        limits: CallLimits {
+            max_memory_bytes: 512 << 20,
+            timeout: Duration::from_secs(10),
+        },
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let host = PluginHost::load(
+        HostOptions::default(),
+        vec![spec("hostile", "strata_hostile"), spec("influx", "strata_influx")],
+    )
+    .unwrap();
+    let hostile = host.ingest_plugin("hostile").unwrap();
+    let influx = host.ingest_plugin("influx").unwrap();
+    let mut out = MetricBatch::new();
+    let ok = vec![("mode".to_string(), "ok".to_string())];
+    c.bench_function("call_fixed_cost_fresh_instance", |b| {
+        b.iter(|| hostile.parse_into(&ok, b"", 1, &mut out).unwrap())
+    });
+
+    let mut body = String::new();
+    for i in 0..10_000 {
+        body.push_str(&format!(
+            "cpu,host=server{},region=eu-{},cpu=cpu{} usage_user={}.5,usage_system={}i 1700000000000000000\n",
+            i % 100,
+            i % 7,
+            i % 8,
+            i,
+            i % 13
+        ));
+    }
+    let mut g = c.benchmark_group("influx_10k_lines_20k_samples");
+    g.throughput(Throughput::Elements(20_000));
+    g.bench_function("plugin", |b| {
+        b.iter(|| influx.parse_into(&[], body.as_bytes(), 1, &mut out).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
