@@ -19,6 +19,7 @@
 pub mod error;
 pub mod function;
 pub mod ingest;
+pub mod lines;
 pub mod routes;
 pub mod runtime;
 
