@@ -86,23 +86,7 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         "strata agent listening on http://{local}"
     );
 
-    let hup_manager = Arc::clone(&manager);
-    let hup = tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP received; reloading the scrape configuration");
-            let manager = Arc::clone(&hup_manager);
-            match tokio::task::spawn_blocking(move || manager.reload()).await {
-                Ok(Ok(summary)) => tracing::info!(targets = summary.targets, "scrape configuration reloaded"),
-                Ok(Err(err)) => tracing::error!("keeping the previous scrape configuration: {err}"),
-                Err(err) => tracing::error!("reload task failed: {err}"),
-            }
-        }
-    });
+    let hup = spawn_sighup_reload(Arc::clone(&manager));
 
     let served = strata_http::serve(
         listener,
@@ -129,4 +113,25 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     served.context("HTTP server failed")?;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Reloads the scrape configuration on every SIGHUP until aborted. A broken new file is logged
+/// and the previous configuration keeps running.
+pub(crate) fn spawn_sighup_reload(manager: Arc<ScrapeManager>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received; reloading the scrape configuration");
+            let manager = Arc::clone(&manager);
+            match tokio::task::spawn_blocking(move || manager.reload()).await {
+                Ok(Ok(summary)) => tracing::info!(targets = summary.targets, "scrape configuration reloaded"),
+                Ok(Err(err)) => tracing::error!("keeping the previous scrape configuration: {err}"),
+                Err(err) => tracing::error!("reload task failed: {err}"),
+            }
+        }
+    })
 }

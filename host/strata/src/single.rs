@@ -8,14 +8,15 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use strata_agent::{ScrapeManager, ScrapeOptions, SelfScrape};
 use strata_config::{ApplianceConfig, CorruptPartPolicy, Role};
 use strata_http::local::{StorageSink, StorageSource};
 use strata_http::query_api::QueryApiOptions;
 use strata_http::storage_api::StorageApiOptions;
 use strata_http::{
-    BuildInfo, HttpOptions, MetricsHandle, ServerBuilder, admin_api, ingest_api, query_api, storage_api,
+    BuildInfo, HttpOptions, MetricsHandle, ServerBuilder, admin_api, ingest_api, query_api, storage_api, ui,
 };
-use strata_ingest::IngestLimits;
+use strata_ingest::{IngestLimits, SampleSink};
 use strata_query::QueryOptions;
 use strata_storage::data::TableOptions;
 use strata_storage::index::IndexOptions;
@@ -95,7 +96,34 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     let query_options = QueryOptions::default();
     let source = StorageSource::new(Arc::clone(&storage), Tenant::default(), query_options.max_series);
     let max_series = query_options.max_series;
-    let router = ServerBuilder::new(http_options.clone(), metrics)
+    let addr = config.http.listen_addr_for(Role::Single);
+    let listener = strata_http::bind(addr).await?;
+    let local = listener.local_addr().context("cannot read the bound address")?;
+
+    // Scraping is on when a prometheus.yml is configured or self-scrape is asked for; samples go
+    // straight into local storage.
+    let agent = &config.agent;
+    let scraper = if agent.scrape_config_file.is_some() || !agent.self_scrape_interval.get().is_zero() {
+        let options = ScrapeOptions {
+            config_file: agent.scrape_config_file.clone(),
+            strict_parse: agent.strict_parse,
+            check_interval: agent.config_check_interval.get(),
+            self_scrape: (!agent.self_scrape_interval.get().is_zero()).then(|| SelfScrape {
+                address: local.to_string(),
+                interval: agent.self_scrape_interval.get(),
+            }),
+        };
+        let sink: Arc<dyn SampleSink> = Arc::new(StorageSink::new(Arc::clone(&storage)));
+        let manager = tokio::task::spawn_blocking(move || ScrapeManager::start(options, sink))
+            .await
+            .context("scrape start-up task failed")?
+            .context("cannot load the scrape configuration")?;
+        Some(Arc::new(manager))
+    } else {
+        None
+    };
+
+    let mut builder = ServerBuilder::new(http_options.clone(), metrics)
         .merge(ingest_api::routes(
             Arc::new(StorageSink::new(Arc::clone(&storage))),
             ingest_limits(&config),
@@ -112,11 +140,14 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
             },
         ))
         .merge(admin_api::routes(Arc::clone(&storage)))
-        .build();
-
-    let addr = config.http.listen_addr_for(Role::Single);
-    let listener = strata_http::bind(addr).await?;
-    let local = listener.local_addr().context("cannot read the bound address")?;
+        .merge(ui::routes());
+    if let Some(manager) = &scraper {
+        builder = builder.merge(strata_agent::api::routes(Arc::clone(manager)));
+    }
+    let router = builder.build();
+    let hup = scraper
+        .as_ref()
+        .map(|m| crate::agent_role::spawn_sighup_reload(Arc::clone(m)));
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         "strata single node listening on http://{local}"
@@ -130,7 +161,17 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     )
     .await;
 
-    tracing::info!("HTTP server stopped; flushing storage");
+    if let Some(hup) = hup {
+        hup.abort();
+        let _ = hup.await;
+    }
+    if let Some(manager) = scraper {
+        tracing::info!("HTTP server stopped; stopping scrapes");
+        tokio::task::spawn_blocking(move || manager.shutdown())
+            .await
+            .context("scrape shutdown task failed")?;
+    }
+    tracing::info!("flushing storage");
     let closed = tokio::task::spawn_blocking(move || match Arc::try_unwrap(storage) {
         Ok(storage) => storage.close(),
         // A request still holds a reference (it outlived the shutdown timeout): flush what we
