@@ -52,7 +52,10 @@ impl Tsid {
             u64::from_be_bytes(b)
         };
         let tsid = Tsid {
-            tenant: Tenant { account_id: u32_at(0), project_id: u32_at(4) },
+            tenant: Tenant {
+                account_id: u32_at(0),
+                project_id: u32_at(4),
+            },
             metric_group_id: u64_at(8),
             job_id: u32_at(16),
             instance_id: u32_at(20),
@@ -89,8 +92,22 @@ mod tests {
 
     #[test]
     fn marshal_order_is_ord_order() {
-        let a = Tsid { tenant: Tenant { account_id: 1, project_id: 0 }, metric_id: 5, ..Default::default() };
-        let b = Tsid { tenant: Tenant { account_id: 0, project_id: 9 }, metric_group_id: u64::MAX, ..Default::default() };
+        let a = Tsid {
+            tenant: Tenant {
+                account_id: 1,
+                project_id: 0,
+            },
+            metric_id: 5,
+            ..Default::default()
+        };
+        let b = Tsid {
+            tenant: Tenant {
+                account_id: 0,
+                project_id: 9,
+            },
+            metric_group_id: u64::MAX,
+            ..Default::default()
+        };
         let (mut ma, mut mb) = (Vec::new(), Vec::new());
         a.marshal(&mut ma);
         b.marshal(&mut mb);
