@@ -53,7 +53,7 @@ fn series(i: usize) -> Series {
             (i / 200) / 256 % 256,
             (i / 200) % 256
         ),
-        env: if i % 2 == 0 { "prod" } else { "dev" },
+        env: if i.is_multiple_of(2) { "prod" } else { "dev" },
         path: format!("/api/v{}", i % 7),
     }
 }
