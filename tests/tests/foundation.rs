@@ -148,13 +148,23 @@ fn missing_config_file_is_exit_2() {
 }
 
 #[test]
-fn roles_not_built_yet_say_so_and_exit_nonzero() {
-    for role in ["storage", "insert", "select", "agent"] {
+fn roles_missing_their_required_settings_exit_1_and_say_which() {
+    for (role, needle) in [
+        ("insert", "storage_nodes"),
+        ("select", "storage_nodes"),
+        ("agent", "agent.scrape_config_file"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("d");
-        let run = run_to_end(&[role, "--storage-data-path", data.to_str().unwrap()]);
+        let run = run_to_end(&[
+            role,
+            "--storage-data-path",
+            data.to_str().unwrap(),
+            "--http-listen-addr",
+            "127.0.0.1:0",
+        ]);
         assert_eq!(run.status.code(), Some(1), "{role}: {run:?}");
-        assert!(run.stderr.contains("not built yet"), "{role}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{role}: {}", run.stderr);
     }
 }
 
