@@ -4,7 +4,10 @@
 //! `*_over_time`): `median_over_time`, `mad_over_time` (median absolute deviation),
 //! `zscore_over_time` (z-score of the last sample within the window), `distinct_over_time`
 //! (distinct values), `increases_over_time` / `decreases_over_time` (how often the value rose /
-//! fell).
+//! fell), `range_over_time` (max - min), `lifetime` (seconds between the first and the last
+//! sample), `lag` (seconds from the last sample to the evaluation time), `tmin_over_time` /
+//! `tmax_over_time` (timestamp in seconds of the minimum / maximum), `tfirst_over_time`
+//! (timestamp of the first sample).
 //!
 //! Instant-vector functions: `label_set(q, "k", "v", ...)`, `label_del(q, "k", ...)`,
 //! `label_keep(q, "k", ...)`, `label_uppercase(q, "k", ...)`, `label_lowercase(q, "k", ...)`,
@@ -15,13 +18,19 @@ use strata_plugin_sdk::{Argument, Batch, BatchBuilder, FunctionInfo, FunctionPlu
 /// The plugin.
 pub struct MetricsQl;
 
-const RANGE_FUNCS: [&str; 6] = [
+const RANGE_FUNCS: [&str; 12] = [
     "median_over_time",
     "mad_over_time",
     "zscore_over_time",
     "distinct_over_time",
     "increases_over_time",
     "decreases_over_time",
+    "range_over_time",
+    "lifetime",
+    "lag",
+    "tmin_over_time",
+    "tmax_over_time",
+    "tfirst_over_time",
 ];
 const LABEL_FUNCS: [&str; 5] = [
     "label_set",
@@ -98,13 +107,35 @@ pub fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Evaluates one `*_over_time` function over the window of every series.
-pub fn window_value(name: &str, samples: &[(i64, f64)]) -> Option<f64> {
+/// Evaluates one `*_over_time` function over the window of every series; `eval_ts` is the
+/// evaluation time (ms).
+pub fn window_value(name: &str, samples: &[(i64, f64)], eval_ts: i64) -> Option<f64> {
     let mut v: Vec<f64> = samples.iter().map(|s| s.1).collect();
     if v.is_empty() {
         return None;
     }
+    let secs = |t: i64| t as f64 / 1000.0;
+    // Timestamp of the first sample whose value is extreme (`better(a, b)`: a beats b).
+    let t_of = |better: fn(f64, f64) -> bool| {
+        let mut best = samples[0];
+        for &s in &samples[1..] {
+            if better(s.1, best.1) || best.1.is_nan() {
+                best = s;
+            }
+        }
+        secs(best.0)
+    };
     Some(match name {
+        "range_over_time" => {
+            let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+            max - min
+        }
+        "lifetime" => secs(samples[samples.len() - 1].0 - samples[0].0),
+        "lag" => secs(eval_ts - samples[samples.len() - 1].0),
+        "tmin_over_time" => t_of(|a, b| a < b),
+        "tmax_over_time" => t_of(|a, b| a > b),
+        "tfirst_over_time" => secs(samples[0].0),
         "median_over_time" => median(&mut v),
         "mad_over_time" => {
             let m = median(&mut v.clone());
@@ -132,7 +163,7 @@ pub fn window_value(name: &str, samples: &[(i64, f64)]) -> Option<f64> {
 fn over_time(name: &str, b: &Batch, ts: i64) -> Batch {
     let mut out = BatchBuilder::new();
     for s in 0..b.series_count() {
-        let Some(value) = window_value(name, &b.samples(s)) else {
+        let Some(value) = window_value(name, &b.samples(s), ts) else {
             continue;
         };
         for (k, v) in b.labels(s) {

@@ -35,6 +35,28 @@ fn window_statistics_match_metricsql() {
     assert_eq!(value("distinct_over_time", &[1.0, 1.0, 2.0, 3.0, 2.0]), 3.0);
     assert_eq!(value("increases_over_time", &[1.0, 2.0, 1.0, 5.0]), 2.0);
     assert_eq!(value("decreases_over_time", &[1.0, 2.0, 1.0, 5.0]), 1.0);
+    assert_eq!(value("range_over_time", &[3.0, -1.0, 7.0]), 8.0);
+}
+
+#[test]
+fn timestamp_functions_are_in_seconds() {
+    // Samples at 0, 1, 2, 3 s; evaluated at 99 ms... use a later time to see lag.
+    let out = |name: &str, values: &[f64], at: i64| match MetricsQl::call(
+        name,
+        at,
+        vec![range(&[(&[("__name__", "m")], values)])],
+    )
+    .unwrap()
+    {
+        Value::InstantVector(b) => b.values[0],
+        other => panic!("{other:?}"),
+    };
+    let v = [5.0, 1.0, 9.0, 1.0];
+    assert_eq!(out("lifetime", &v, 10_000), 3.0);
+    assert_eq!(out("lag", &v, 10_000), 7.0);
+    assert_eq!(out("tmin_over_time", &v, 10_000), 1.0);
+    assert_eq!(out("tmax_over_time", &v, 10_000), 2.0);
+    assert_eq!(out("tfirst_over_time", &v, 10_000), 0.0);
 }
 
 #[test]
@@ -85,6 +107,6 @@ fn label_functions() {
 #[test]
 fn describe_lists_every_function() {
     let names: Vec<String> = MetricsQl::describe().into_iter().map(|f| f.name).collect();
-    assert_eq!(names.len(), 12);
+    assert_eq!(names.len(), 18);
     assert!(names.iter().any(|n| n == "zscore_over_time"));
 }
