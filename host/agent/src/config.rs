@@ -138,7 +138,7 @@ pub struct ScrapeConfig {
     /// The `Authorization` header.
     #[serde(default)]
     pub authorization: Option<Authorization>,
-    /// TLS settings (parsed; see [`TlsConfig`] for what this build does with them).
+    /// TLS settings of `https` targets.
     #[serde(default)]
     pub tls_config: Option<TlsConfig>,
     /// Fixed targets.
@@ -202,8 +202,8 @@ fn default_auth_type() -> String {
     "Bearer".to_owned()
 }
 
-/// `tls_config:`. This build has no TLS client: the keys are accepted so that existing files
-/// load, but a job with `scheme: https` reports every target down with an error saying so.
+/// `tls_config:` of an `https` job (see [`crate::tls`]). Relative paths are relative to the
+/// directory of prometheus.yml.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct TlsConfig {
     /// CA certificate file.

@@ -65,6 +65,8 @@ pub struct TargetSpec {
     pub auth: Auth,
     /// `global.external_labels`.
     pub external_labels: Arc<Labels>,
+    /// The job's `tls_config` with resolved paths (`None`: defaults, used for `https` targets).
+    pub tls: Option<crate::tls::TlsSettings>,
     /// Identity across reloads: equal keys mean the same scrape loop can keep running.
     pub key: u64,
 }
@@ -139,6 +141,13 @@ pub fn discover(loaded: &LoadedConfig) -> Discovered {
         }
         let metric_relabel = Arc::new(loaded.metric_relabel[i].clone());
         let auth = auth_of(job, &base_dir);
+        let tls = job.tls_config.as_ref().map(|t| crate::tls::TlsSettings {
+            ca_file: t.ca_file.as_ref().map(|p| base_dir.join(p)),
+            cert_file: t.cert_file.as_ref().map(|p| base_dir.join(p)),
+            key_file: t.key_file.as_ref().map(|p| base_dir.join(p)),
+            server_name: t.server_name.clone(),
+            insecure_skip_verify: t.insecure_skip_verify,
+        });
         let fingerprint =
             xxhash_rust::xxh64::xxh64(format!("{job:?}{interval:?}{timeout:?}{external:?}").as_bytes(), 0);
         for (addresses, group_labels) in groups {
@@ -188,6 +197,7 @@ pub fn discover(loaded: &LoadedConfig) -> Discovered {
                             metric_relabel: Arc::clone(&metric_relabel),
                             auth: auth.clone(),
                             external_labels: Arc::clone(&external),
+                            tls: tls.clone(),
                             key,
                         });
                     }

@@ -9,6 +9,7 @@
 //!   in `agent`.
 //! - [`queue`]: the persistent block queue under the remote-write client.
 //! - [`api`]: `/api/v1/targets`, `/targets`, `POST /-/reload`.
+//! - [`tls`]: the rustls client for `https` targets (`tls_config`) and remote-write URLs.
 
 pub mod api;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod queue;
 pub mod relabel;
 pub mod remote_write;
 pub mod scrape;
+pub mod tls;
 
 pub use manager::{ScrapeManager, ScrapeOptions, SelfScrape, TargetsSnapshot};
-pub use remote_write::{RemoteWriteOptions, RemoteWriter};
+pub use remote_write::{Protocol, RemoteWriteOptions, RemoteWriter};

@@ -4,7 +4,15 @@
 //! 2xx done; 400 and 409 dropped (counted, logged); anything else, and network errors, retried
 //! forever with exponential backoff (1s doubling to 1m by default), `Retry-After` overriding
 //! the next delay. On shutdown the block being retried stays queued and is sent after restart.
+//!
+//! Remote-write 2.0: the queue always holds 1.0 blocks (so a queue written by one version of
+//! the settings is readable by any other, and a fallback needs no second copy); a sender that
+//! speaks 2.0 converts each block when it sends it. With [`Protocol::Auto`] a URL starts with
+//! 2.0 and switches to 1.0 for the rest of the process when the receiver answers 415, or
+//! answers 2xx without the `X-Prometheus-Remote-Write-Samples-Written` header every 2.0
+//! receiver must send (a 1.0 receiver silently ignores a 2.0 body, so the block is sent again).
 
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -15,6 +23,34 @@ use strata_ingest::prompb::{self, Label, Sample, TimeSeries, WriteRequest};
 use strata_ingest::{MetricBatch, PushOutcome, SampleSink, SinkError, Tenant};
 
 use crate::queue::{DEFAULT_CHUNK_SIZE, FileQueue, Peeked, QueueError, QueueOptions};
+
+/// Which remote-write version to send.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// 2.0 first, 1.0 for a URL whose receiver does not take 2.0.
+    #[default]
+    Auto,
+    /// Remote-write 1.0 only.
+    V1,
+    /// Remote-write 2.0 only (a receiver answering 415 has its blocks dropped and counted).
+    V2,
+}
+
+/// The version a URL's sender currently uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Version {
+    V1,
+    V2,
+}
+
+impl Version {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::V1 => "1.0",
+            Self::V2 => "2.0",
+        }
+    }
+}
 
 /// Options of the remote-write client.
 #[derive(Clone, Debug)]
@@ -35,6 +71,8 @@ pub struct RemoteWriteOptions {
     pub send_timeout: Duration,
     /// Samples per block at most.
     pub max_samples_per_block: usize,
+    /// Remote-write version (the same for every URL; `Auto` negotiates per URL).
+    pub protocol: Protocol,
 }
 
 impl Default for RemoteWriteOptions {
@@ -48,6 +86,7 @@ impl Default for RemoteWriteOptions {
             retry_max: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             max_samples_per_block: 10_000,
+            protocol: Protocol::Auto,
         }
     }
 }
@@ -67,6 +106,8 @@ pub struct UrlStats {
     pub pending_bytes: u64,
     /// Blocks dropped because the queue was full.
     pub dropped_full: u64,
+    /// The remote-write version in use now: `1.0` or `2.0`.
+    pub protocol: &'static str,
 }
 
 struct Url {
@@ -102,6 +143,25 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// The client of one URL: with TLS (system roots) for `https`.
+fn http_client(url: &str, timeout: Duration) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build();
+    if !url.starts_with("https://") {
+        return crate::tls::agent(config, None);
+    }
+    match crate::tls::RustlsConnector::new(&crate::tls::TlsSettings::default()) {
+        Ok(tls) => crate::tls::agent(config, Some(tls)),
+        Err(err) => {
+            // Sends fail (and are retried, so nothing is lost) until this is fixed and the agent restarted.
+            tracing::error!(url = %redact(url), "no TLS client for this URL: {err}");
+            crate::tls::agent(config, None)
+        }
+    }
+}
+
 impl RemoteWriter {
     /// Opens a queue per URL and starts its sender.
     pub fn start(options: RemoteWriteOptions) -> Result<Self, QueueError> {
@@ -115,8 +175,13 @@ impl RemoteWriter {
                 chunk_size: options.chunk_size,
                 max_disk_bytes: options.max_disk_bytes_per_url,
             })?);
+            let version = match options.protocol {
+                Protocol::V1 => Version::V1,
+                Protocol::Auto | Protocol::V2 => Version::V2,
+            };
             let stats = Arc::new(Mutex::new(UrlStats {
                 url: redact(url),
+                protocol: version.name(),
                 ..UrlStats::default()
             }));
             let (tx, rx) = std::sync::mpsc::channel();
@@ -125,11 +190,8 @@ impl RemoteWriter {
                 queue: Arc::clone(&queue),
                 stats: Arc::clone(&stats),
                 options: options.clone(),
-                client: ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(options.send_timeout))
-                    .build()
-                    .into(),
+                version: Cell::new(version),
+                client: http_client(url, options.send_timeout),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("rw-sender-{}", i + 1))
@@ -259,6 +321,62 @@ struct UrlSender {
     stats: Arc<Mutex<UrlStats>>,
     options: RemoteWriteOptions,
     client: ureq::Agent,
+    /// The version in use; only the sender thread touches it.
+    version: Cell<Version>,
+}
+
+/// A block as one version sends it.
+struct Body<'a> {
+    version: Version,
+    /// 1.0 is the queued block itself, 2.0 a converted copy.
+    bytes: std::borrow::Cow<'a, [u8]>,
+    samples: u64,
+}
+
+/// Converts a queued (snappy remote-write 1.0) block into a snappy remote-write 2.0 body.
+pub fn v1_block_to_v2(block: &[u8]) -> Result<Vec<u8>, String> {
+    convert_to_v2(block).map(|(bytes, _)| bytes)
+}
+
+/// [`v1_block_to_v2`] and the block's sample count.
+fn convert_to_v2(block: &[u8]) -> Result<(Vec<u8>, u64), String> {
+    let raw = strata_ingest::decompress::snappy(block, 1 << 30).map_err(|e| e.message)?;
+    let mut batch = MetricBatch::new();
+    strata_ingest::remote_write::decode_v1(&raw, &mut batch).map_err(|e| e.message)?;
+    Ok((encode_v2(&batch), batch.sample_count() as u64))
+}
+
+/// Encodes `batch` as one snappy remote-write 2.0 request (labels as a symbol table).
+pub fn encode_v2(batch: &MetricBatch) -> Vec<u8> {
+    let mut symbols: Vec<String> = vec![String::new()];
+    let mut index: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    index.insert("", 0);
+    let mut timeseries = Vec::with_capacity(batch.series_count());
+    for series in batch.iter() {
+        let mut refs = Vec::with_capacity(series.labels().len() * 2);
+        for (name, value) in series.labels() {
+            for text in [name, value] {
+                let next = u32::try_from(symbols.len()).unwrap_or(u32::MAX);
+                let id = *index.entry(text).or_insert_with(|| {
+                    symbols.push(text.to_owned());
+                    next
+                });
+                refs.push(id);
+            }
+        }
+        let samples = series
+            .timestamps()
+            .iter()
+            .zip(series.values())
+            .map(|(&timestamp, &value)| prompb::v2::Sample { value, timestamp })
+            .collect();
+        timeseries.push(prompb::v2::TimeSeries {
+            labels_refs: refs,
+            samples,
+            ..prompb::v2::TimeSeries::default()
+        });
+    }
+    prompb::v2::encode_snappy(&prompb::v2::Request { symbols, timeseries })
 }
 
 impl UrlSender {
@@ -293,36 +411,103 @@ impl UrlSender {
         f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
+    /// The block as the current version sends it (`None`: it cannot be converted).
+    fn body<'a>(&self, peeked: &'a Peeked) -> Option<Body<'a>> {
+        let version = self.version.get();
+        // The sample count only matters for judging a 2.0 answer.
+        let (bytes, samples) = match version {
+            Version::V1 => (std::borrow::Cow::Borrowed(&peeked.block[..]), 0),
+            Version::V2 => match convert_to_v2(&peeked.block) {
+                Ok((bytes, samples)) => (std::borrow::Cow::Owned(bytes), samples),
+                Err(err) => {
+                    tracing::error!(url = %redact(&self.url), "a queued block cannot be converted to remote-write 2.0; dropping it: {err}");
+                    return None;
+                }
+            },
+        };
+        Some(Body {
+            version,
+            bytes,
+            samples,
+        })
+    }
+
+    /// Switches an `Auto` URL to 1.0 for good (true), or says it cannot (false).
+    fn downgrade(&self, why: &str) -> bool {
+        if self.options.protocol != Protocol::Auto || self.version.get() == Version::V1 {
+            return false;
+        }
+        tracing::warn!(url = %redact(&self.url), "the receiver does not take remote-write 2.0 ({why}); sending 1.0 from now on");
+        self.version.set(Version::V1);
+        self.stat(|s| s.protocol = Version::V1.name());
+        metrics::counter!("strata_agent_remote_write_protocol_fallbacks_total").increment(1);
+        true
+    }
+
     fn deliver(&self, peeked: &Peeked, stop: &Receiver<()>) -> Delivery {
         let mut backoff = self.options.retry_min;
         let shown = redact(&self.url);
+        let Some(mut body) = self.body(peeked) else {
+            self.stat(|s| s.blocks_rejected += 1);
+            return Delivery::Rejected;
+        };
         loop {
-            let result = self
+            if body.version != self.version.get() {
+                match self.body(peeked) {
+                    Some(b) => body = b,
+                    None => {
+                        self.stat(|s| s.blocks_rejected += 1);
+                        return Delivery::Rejected;
+                    }
+                }
+            }
+            let request = self
                 .client
                 .post(&self.url)
-                .header("Content-Type", prompb::CONTENT_TYPE_V1)
                 .header("Content-Encoding", "snappy")
-                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                .header("User-Agent", concat!("strata-agent/", env!("CARGO_PKG_VERSION")))
-                .send(&peeked.block[..]);
+                .header("User-Agent", concat!("strata-agent/", env!("CARGO_PKG_VERSION")));
+            let request = match body.version {
+                Version::V1 => request
+                    .header("Content-Type", prompb::CONTENT_TYPE_V1)
+                    .header("X-Prometheus-Remote-Write-Version", "0.1.0"),
+                Version::V2 => request
+                    .header("Content-Type", prompb::v2::CONTENT_TYPE)
+                    .header("X-Prometheus-Remote-Write-Version", "2.0.0"),
+            };
+            let result = request.send(&body.bytes[..]);
             let (retry_after, why) = match result {
                 Ok(mut response) => {
                     let status = response.status().as_u16();
                     if (200..300).contains(&status) {
+                        if body.version == Version::V2 && body.samples > 0 {
+                            let written = response
+                                .headers()
+                                .get("x-prometheus-remote-write-samples-written")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.trim().parse::<u64>().ok());
+                            if written.is_none()
+                                && self.downgrade("a 2xx answer without X-Prometheus-Remote-Write-Samples-Written")
+                            {
+                                continue;
+                            }
+                        }
                         self.stat(|s| s.blocks_sent += 1);
-                        metrics::counter!("strata_agent_remote_write_blocks_sent_total").increment(1);
+                        metrics::counter!("strata_agent_remote_write_blocks_sent_total", "version" => body.version.name()).increment(1);
                         metrics::counter!("strata_agent_remote_write_bytes_sent_total")
-                            .increment(peeked.block.len() as u64);
+                            .increment(body.bytes.len() as u64);
                         return Delivery::Sent;
                     }
-                    let body = response
+                    let text = response
                         .body_mut()
                         .with_config()
                         .limit(4096)
                         .read_to_string()
                         .unwrap_or_default();
-                    if status == 400 || status == 409 {
-                        tracing::warn!(url = %shown, status, "receiver refused a block; dropping it: {}", body.trim());
+                    if status == 415 && body.version == Version::V2 && self.downgrade("415 Unsupported Media Type") {
+                        continue;
+                    }
+                    if status == 400 || status == 409 || status == 415 {
+                        tracing::warn!(url = %shown, status, version = body.version.name(), "receiver refused a block; dropping it: {}", text.trim());
                         self.stat(|s| s.blocks_rejected += 1);
                         metrics::counter!("strata_agent_remote_write_blocks_dropped_total", "reason" => "rejected")
                             .increment(1);
@@ -334,7 +519,7 @@ impl UrlSender {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
-                    (retry_after, format!("status {status}: {}", body.trim()))
+                    (retry_after, format!("status {status}: {}", text.trim()))
                 }
                 Err(err) => (None, err.to_string()),
             };

@@ -96,6 +96,9 @@ pub struct ScrapeLoop {
     sink: Arc<dyn SampleSink>,
     status: Arc<Mutex<TargetStatus>>,
     client: ureq::Agent,
+    /// Why the TLS client of an `https` target could not be built (retried every scrape, so a
+    /// fixed certificate file is picked up without a reload).
+    tls_error: Option<String>,
     /// Series of the last successful scrape, for staleness.
     last_series: HashMap<u64, Box<[u8]>>,
 }
@@ -109,18 +112,30 @@ fn now_ms() -> i64 {
 impl ScrapeLoop {
     /// A loop for `spec` writing into `sink` and reporting into `status`.
     pub fn new(spec: TargetSpec, sink: Arc<dyn SampleSink>, status: Arc<Mutex<TargetStatus>>) -> Self {
-        let client = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(spec.timeout))
-            .max_redirects(10)
-            .build()
-            .into();
+        let (client, tls_error) = Self::client(&spec);
         Self {
             spec,
             sink,
             status,
             client,
+            tls_error,
             last_series: HashMap::new(),
+        }
+    }
+
+    /// The HTTP client of `spec`, with TLS for `https` URLs (or the reason TLS is unavailable).
+    fn client(spec: &TargetSpec) -> (ureq::Agent, Option<String>) {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(spec.timeout))
+            .max_redirects(10)
+            .build();
+        if !spec.url.starts_with("https://") {
+            return (crate::tls::agent(config, None), None);
+        }
+        match crate::tls::RustlsConnector::new(&spec.tls.clone().unwrap_or_default()) {
+            Ok(tls) => (crate::tls::agent(config, Some(tls)), None),
+            Err(err) => (crate::tls::agent(config, None), Some(err.to_string())),
         }
     }
 
@@ -166,6 +181,9 @@ impl ScrapeLoop {
 
     /// Scrapes once now and pushes the result. Public for tests and benchmarks.
     pub fn scrape_once(&mut self) {
+        if self.tls_error.is_some() {
+            (self.client, self.tls_error) = Self::client(&self.spec);
+        }
         let start = Instant::now();
         let ts = now_ms();
         let result = self.fetch().and_then(|body| self.process(&body, ts));
@@ -260,8 +278,8 @@ impl ScrapeLoop {
     }
 
     fn fetch(&self) -> Result<String, String> {
-        if self.spec.url.starts_with("https://") {
-            return Err("https targets need a TLS client, which this build does not include".into());
+        if let Some(err) = &self.tls_error {
+            return Err(err.clone());
         }
         let mut request = self
             .client
