@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use strata_ingest::{MetricBatch, PushOutcome, SampleSink, SinkError};
-use strata_query::{LabelMatcher, Labels, MatchOp as QueryOp, Series, SeriesSource, SourceError};
-use strata_storage::index::{Label, MatchOp, TagFilter};
-use strata_storage::{Storage, StorageError, Tenant, TimeRange};
+use strata_query::{LabelMatcher, Labels, MatchOp as QueryOp, SelectShard, Series, SeriesSource, SourceError};
+use strata_storage::index::{Label, MatchOp, MetricName, TagFilter};
+use strata_storage::{Storage, StorageError, Tenant, TimeRange, Tsid};
 
 /// Ingestion into local storage.
 #[derive(Clone)]
@@ -60,6 +60,7 @@ pub struct StorageSource {
     storage: Arc<Storage>,
     tenant: Tenant,
     max_series: usize,
+    names: Arc<NameCache>,
 }
 
 impl StorageSource {
@@ -69,6 +70,7 @@ impl StorageSource {
             storage,
             tenant,
             max_series,
+            names: Arc::new(NameCache::new(NAME_CACHE_BYTES)),
         }
     }
 }
@@ -87,6 +89,70 @@ pub(crate) fn to_filters(matchers: &[LabelMatcher]) -> Vec<TagFilter> {
             TagFilter::new(m.name.clone(), op, m.value.clone())
         })
         .collect()
+}
+
+/// Memory the series-name cache of one [`StorageSource`] may use (estimated).
+const NAME_CACHE_BYTES: usize = 48 << 20;
+
+/// Series names by series id, so that a query does not look every name up in the index
+/// again (an index block read and decode per series, the largest cost of a selection before
+/// the cache). Bounded by an estimate of its memory; when full it starts over, which keeps it
+/// simple and lets names of series no longer queried go.
+struct NameCache {
+    max_bytes: usize,
+    inner: std::sync::Mutex<NameCacheInner>,
+}
+
+#[derive(Default)]
+struct NameCacheInner {
+    names: std::collections::HashMap<u64, Labels>,
+    bytes: usize,
+}
+
+impl NameCache {
+    fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            inner: std::sync::Mutex::new(NameCacheInner::default()),
+        }
+    }
+
+    /// The labels of `tsid`, from the cache or the index; `None` when the series is deleted.
+    fn get(&self, storage: &Storage, tsid: &Tsid) -> Result<Option<Labels>, StorageError> {
+        if let Ok(inner) = self.inner.lock()
+            && let Some(l) = inner.names.get(&tsid.metric_id)
+        {
+            return Ok(Some(l.clone()));
+        }
+        let Some(name) = storage.metric_name(tsid)? else {
+            return Ok(None);
+        };
+        let labels = labels_of(&name);
+        // Strings, their headers and the map entry.
+        let size = 64 + labels.iter().map(|l| 48 + l.name.len() + l.value.len()).sum::<usize>();
+        if let Ok(mut inner) = self.inner.lock() {
+            if inner.bytes + size > self.max_bytes {
+                inner.names = Default::default();
+                inner.bytes = 0;
+            }
+            if inner.names.insert(tsid.metric_id, labels.clone()).is_none() {
+                inner.bytes += size;
+            }
+        }
+        Ok(Some(labels))
+    }
+}
+
+/// Series per shard of a selection: small enough that two threads share the work evenly, big
+/// enough that a shard's fixed cost (looking up the parts) stays small.
+const SHARD_SERIES: usize = 256;
+
+/// How a shard's visitor tells storage to stop early (the engine asked for no more series).
+const STOPPED: &str = "the query stopped reading";
+
+/// A stored series name as PromQL labels.
+fn labels_of(name: &MetricName) -> Labels {
+    Labels::from_pairs(name.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())))
 }
 
 fn source_error(err: StorageError) -> SourceError {
@@ -118,7 +184,7 @@ impl SeriesSource for StorageSource {
                 self.max_series,
                 &mut |name, timestamps, values| {
                     out.push(Series {
-                        labels: Labels::from_pairs(name.labels.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
+                        labels: labels_of(name),
                         timestamps: timestamps.to_vec(),
                         values: values.to_vec(),
                     });
@@ -127,6 +193,57 @@ impl SeriesSource for StorageSource {
             )
             .map_err(source_error)?;
         Ok(out)
+    }
+
+    /// The matching TSIDs are found once, then read in shards of [`SHARD_SERIES`] on the
+    /// engine's worker threads, each series handed over as soon as it is decoded.
+    fn select_shards<'a>(
+        &'a self,
+        matchers: &'a [LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SelectShard<'a>>, SourceError> {
+        let tr = TimeRange {
+            min: start_ms,
+            max: end_ms,
+        };
+        let tsids = self
+            .storage
+            .search_series_tsids(self.tenant, &to_filters(matchers), tr, self.max_series)
+            .map_err(source_error)?;
+        let tsids: Arc<[Tsid]> = tsids.into();
+        let shards = tsids.len().div_ceil(SHARD_SERIES);
+        Ok((0..shards)
+            .map(|i| {
+                let tsids = Arc::clone(&tsids);
+                let shard: SelectShard<'a> = Box::new(move |f| {
+                    let chunk = &tsids[i * SHARD_SERIES..((i + 1) * SHARD_SERIES).min(tsids.len())];
+                    let result = self
+                        .storage
+                        .search_tsids_unnamed(chunk, tr, &mut |tsid, timestamps, values| {
+                            // A series whose name is gone was deleted between the two reads: skip it.
+                            let Some(labels) = self.names.get(&self.storage, tsid)? else {
+                                return Ok(());
+                            };
+                            let series = Series {
+                                labels,
+                                timestamps: timestamps.to_vec(),
+                                values: values.to_vec(),
+                            };
+                            if f(series) {
+                                Ok(())
+                            } else {
+                                Err(StorageError::Unavailable(STOPPED.into()))
+                            }
+                        });
+                    match result {
+                        Err(StorageError::Unavailable(m)) if m == STOPPED => Ok(()),
+                        other => other.map_err(source_error),
+                    }
+                });
+                shard
+            })
+            .collect())
     }
 
     fn label_names(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<String>, SourceError> {

@@ -30,11 +30,25 @@ impl Labels {
 
     /// Builds a label set from pairs in any order; later duplicates win, empty values are dropped.
     pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
-        let mut out = Labels::new();
-        for (n, v) in pairs {
-            out.set(&n.into(), &v.into());
+        // One allocation per string and one sort: this runs once per series read.
+        let mut v: Vec<Label> = pairs
+            .into_iter()
+            .map(|(n, v)| Label {
+                name: n.into(),
+                value: v.into(),
+            })
+            .collect();
+        // Stable, so that of equal names the later one ends last and wins below.
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut out: Vec<Label> = Vec::with_capacity(v.len());
+        for l in v {
+            match out.last_mut() {
+                Some(last) if last.name == l.name => *last = l,
+                _ => out.push(l),
+            }
         }
-        out
+        out.retain(|l| !l.value.is_empty());
+        Labels(out)
     }
 
     /// The labels in name order.

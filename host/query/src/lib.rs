@@ -38,4 +38,4 @@ pub use eval::{Engine, QueryError, QueryOptions, QueryResult, QueryStats, QueryV
 pub use functions::{FunctionDef, FunctionRegistry};
 pub use labels::{Label, LabelMatcher, Labels, MatchOp};
 pub use parser::{ParseError, parse};
-pub use source::{MemSource, Series, SeriesSource, SourceError, is_stale_nan, stale_nan};
+pub use source::{MemSource, SelectShard, Series, SeriesSource, SourceError, is_stale_nan, stale_nan};

@@ -20,6 +20,9 @@ pub fn stale_nan() -> f64 {
 /// Series per batch of the default `select_batches`.
 pub const SELECT_BATCH: usize = 1024;
 
+/// Series per shard of [`MemSource::select_shards`].
+pub const MEM_SHARD: usize = 16;
+
 /// One series as read from storage: labels (sorted, `__name__` included) and samples in
 /// ascending timestamp order (milliseconds), `timestamps.len() == values.len()`.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +34,10 @@ pub struct Series {
     /// Sample values; may include stale markers.
     pub values: Vec<f64>,
 }
+
+/// One independently readable part of a selection (see [`SeriesSource::select_shards`]): called
+/// once, it hands each of its series to the callback, which returns `false` to stop early.
+pub type SelectShard<'a> = Box<dyn FnOnce(&mut dyn FnMut(Series) -> bool) -> Result<(), SourceError> + Send + 'a>;
 
 /// A failure of the underlying storage.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +70,31 @@ pub trait SeriesSource: Send + Sync {
                 return Ok(());
             }
         }
+    }
+
+    /// Splits the selection `select` would return into shards that can be read at the same
+    /// time on different threads; series of a shard come in the source's order, and shards
+    /// concatenated in their order give the source's whole order. The engine reads every
+    /// shard on its worker threads and computes per-series results as the series arrive, so
+    /// nothing holds the raw samples of every series at once. The default is one shard over
+    /// `select_batches`; storage implementations should return several.
+    fn select_shards<'a>(
+        &'a self,
+        matchers: &'a [LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SelectShard<'a>>, SourceError> {
+        let shard: SelectShard<'a> = Box::new(move |f| {
+            self.select_batches(matchers, start_ms, end_ms, &mut |batch| {
+                for s in batch {
+                    if !f(s) {
+                        return false;
+                    }
+                }
+                true
+            })
+        });
+        Ok(vec![shard])
     }
 
     /// Label names of series matching `matchers` (all series when empty), sorted.
@@ -185,6 +217,31 @@ impl SeriesSource for MemSource {
             f(batch);
         }
         Ok(())
+    }
+
+    /// Shards of [`MEM_SHARD`] series, so that tests exercise the engine's parallel reads.
+    fn select_shards<'a>(
+        &'a self,
+        matchers: &'a [LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SelectShard<'a>>, SourceError> {
+        let all: Vec<&'a Series> = self.matching(matchers, start_ms, end_ms).collect();
+        Ok(all
+            .chunks(MEM_SHARD)
+            .map(|chunk| {
+                let chunk: Vec<&'a Series> = chunk.to_vec();
+                let shard: SelectShard<'a> = Box::new(move |f| {
+                    for s in chunk {
+                        if !f(clip(s, start_ms, end_ms)) {
+                            break;
+                        }
+                    }
+                    Ok(())
+                });
+                shard
+            })
+            .collect())
     }
 
     fn label_names(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<String>, SourceError> {

@@ -128,6 +128,48 @@ impl Storage {
         })
     }
 
+    /// The TSIDs of the series matching `filters` in `tr`, sorted ascending, so that a reader can
+    /// split them into shards and read each with [`Storage::search_tsids`] on its own thread.
+    /// Fails with `TooManySeries` over `max_series`.
+    pub fn search_series_tsids(
+        &self,
+        tenant: Tenant,
+        filters: &[TagFilter],
+        tr: TimeRange,
+        max_series: usize,
+    ) -> Result<Vec<crate::Tsid>> {
+        self.index.search_tsids(tenant, filters, tr, max_series)
+    }
+
+    /// [`Storage::search`] over TSIDs already found (a sorted slice of what
+    /// [`Storage::search_series_tsids`] returned).
+    pub fn search_tsids(&self, tsids: &[crate::Tsid], tr: TimeRange, visit: &mut NamedSeriesVisitor<'_>) -> Result<()> {
+        self.table.search(
+            tsids,
+            tr,
+            &mut |tsid, timestamps, values| match self.index.metric_name(tsid)? {
+                Some(name) => visit(&name, timestamps, values),
+                None => Ok(()),
+            },
+        )
+    }
+
+    /// Like [`Storage::search_tsids`] without looking up names: the visitor gets each series'
+    /// TSID (for callers that cache names; see [`Storage::metric_name`]).
+    pub fn search_tsids_unnamed(
+        &self,
+        tsids: &[crate::Tsid],
+        tr: TimeRange,
+        visit: &mut crate::data::SeriesVisitor<'_>,
+    ) -> Result<()> {
+        self.table.search(tsids, tr, visit)
+    }
+
+    /// The name of series `tsid`, or `None` once it is deleted.
+    pub fn metric_name(&self, tsid: &crate::Tsid) -> Result<Option<MetricName>> {
+        self.index.metric_name(tsid)
+    }
+
     /// The names of the series matching `filters` in `tr`.
     pub fn series(
         &self,

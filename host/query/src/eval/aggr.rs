@@ -254,58 +254,60 @@ impl Acc {
         }
     }
 
-    /// Combines another accumulator over the same steps into this one; it may know fewer
-    /// groups (the layout is group-major, so shared groups have the same cells).
-    pub(crate) fn merge(&mut self, o: Acc) {
-        let groups = o.count.len() / self.n.max(1);
-        self.ensure_groups(groups);
-        for k in 0..o.count.len() {
-            let (c1, c2) = (self.count[k] as f64, o.count[k] as f64);
-            if c2 == 0.0 {
-                continue;
-            }
-            if c1 == 0.0 {
-                self.count[k] = o.count[k];
-                self.acc[k] = o.acc[k];
-                if !self.aux.is_empty() {
-                    self.aux[k] = o.aux[k];
-                }
-                continue;
-            }
-            let (a, b) = (self.acc[k], o.acc[k]);
-            self.acc[k] = match self.op {
-                AggOp::Sum => a + b,
-                AggOp::Min => {
-                    if b < a || a.is_nan() {
-                        b
-                    } else {
-                        a
-                    }
-                }
-                AggOp::Max => {
-                    if b > a || a.is_nan() {
-                        b
-                    } else {
-                        a
-                    }
-                }
-                AggOp::Avg => {
-                    if a.is_infinite() || b.is_infinite() {
-                        a + b
-                    } else {
-                        a + (b - a) * c2 / (c1 + c2)
-                    }
-                }
-                AggOp::Stddev | AggOp::Stdvar => {
-                    let delta = b - a;
-                    let n = c1 + c2;
-                    self.aux[k] += o.aux[k] + delta * delta * c1 * c2 / n;
-                    a + delta * c2 / n
-                }
-                _ => a,
-            };
-            self.count[k] += o.count[k];
+    /// Folds group `src` of `o` (over the same steps) into group `dst` of this one.
+    pub(crate) fn merge_group(&mut self, dst: usize, o: &Acc, src: usize) {
+        self.ensure_groups(dst + 1);
+        for step in 0..self.n {
+            self.merge_cell(dst * self.n + step, o, src * self.n + step);
         }
+    }
+
+    fn merge_cell(&mut self, k: usize, o: &Acc, ko: usize) {
+        let (c1, c2) = (self.count[k] as f64, o.count[ko] as f64);
+        if c2 == 0.0 {
+            return;
+        }
+        if c1 == 0.0 {
+            self.count[k] = o.count[ko];
+            self.acc[k] = o.acc[ko];
+            if !self.aux.is_empty() {
+                self.aux[k] = o.aux[ko];
+            }
+            return;
+        }
+        let (a, b) = (self.acc[k], o.acc[ko]);
+        self.acc[k] = match self.op {
+            AggOp::Sum => a + b,
+            AggOp::Min => {
+                if b < a || a.is_nan() {
+                    b
+                } else {
+                    a
+                }
+            }
+            AggOp::Max => {
+                if b > a || a.is_nan() {
+                    b
+                } else {
+                    a
+                }
+            }
+            AggOp::Avg => {
+                if a.is_infinite() || b.is_infinite() {
+                    a + b
+                } else {
+                    a + (b - a) * c2 / (c1 + c2)
+                }
+            }
+            AggOp::Stddev | AggOp::Stdvar => {
+                let delta = b - a;
+                let n = c1 + c2;
+                self.aux[k] += o.aux[ko] + delta * delta * c1 * c2 / n;
+                a + delta * c2 / n
+            }
+            _ => a,
+        };
+        self.count[k] += o.count[ko];
     }
 
     /// One output series per group.

@@ -3,7 +3,7 @@
 
 use regex::Regex;
 
-use super::rangefn::eval_range_fn;
+use super::rangefn::{eval_range_fn, eval_range_fn_selector};
 use super::{Ctx, QueryError, StepSeries, Val, absent, is_absent, merge_same_labels, min_max, unwrap_parens};
 use crate::ast::{Expr, ValueType};
 use crate::functions::{Builtin, CustomArg, CustomOutput, FunctionImpl};
@@ -24,13 +24,17 @@ pub(crate) fn eval_call(ctx: &Ctx<'_>, e: &Expr) -> Result<Val, QueryError> {
         if b == B::AbsentOverTime {
             return absent_over_time(ctx, &args[0]);
         }
-        let m = ctx.eval_matrix(&args[mpos])?;
         let mut scalars = Vec::new();
         for (k, a) in args.iter().enumerate() {
             if k != mpos {
                 scalars.push(scalar_arg(ctx, a)?);
             }
         }
+        // Over a plain matrix selector, compute per series as they stream in.
+        if let Expr::Matrix { selector, range } = unwrap_parens(&args[mpos]) {
+            return Ok(Val::Vector(eval_range_fn_selector(ctx, b, selector, *range, &scalars)?));
+        }
+        let m = ctx.eval_matrix(&args[mpos])?;
         return Ok(Val::Vector(eval_range_fn(ctx, b, m, &scalars)?));
     }
     match b {

@@ -6,6 +6,7 @@ mod aggr;
 mod binop;
 mod funcs;
 mod rangefn;
+mod scan;
 mod stream;
 
 use std::collections::HashMap;
@@ -428,63 +429,15 @@ impl<'e> Ctx<'e> {
             .collect()
     }
 
-    /// Reads series for `matchers` over `[mint, maxt]`, enforcing the limits.
+    /// Reads series for `matchers` over `[mint, maxt]`, enforcing the limits. Holds every
+    /// series at once: prefer [`Ctx::scan_map`], which computes per series as they arrive.
     pub fn fetch(
         &self,
         matchers: &[LabelMatcher],
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<crate::source::Series>, QueryError> {
-        self.check_deadline()?;
-        let series = self.engine.source.select(matchers, mint, maxt)?;
-        if series.len() > self.opts().max_series {
-            return Err(QueryError::TooManySeries(self.opts().max_series));
-        }
-        let n: usize = series.iter().map(|s| s.timestamps.len()).sum();
-        self.series_fetched.fetch_add(series.len(), Ordering::Relaxed);
-        let total = self.samples_fetched.fetch_add(n, Ordering::Relaxed) + n;
-        if total > self.opts().max_samples {
-            return Err(QueryError::TooManySamples);
-        }
-        Ok(series)
-    }
-
-    /// Streams series for `matchers` over `[mint, maxt]` in batches to `f`, enforcing the
-    /// limits as batches arrive; `f` returns `Ok(false)` to stop early.
-    pub fn fetch_batches(
-        &self,
-        matchers: &[LabelMatcher],
-        mint: i64,
-        maxt: i64,
-        f: &mut dyn FnMut(Vec<crate::source::Series>) -> Result<bool, QueryError>,
-    ) -> Result<(), QueryError> {
-        self.check_deadline()?;
-        let mut failure: Option<QueryError> = None;
-        let mut series_seen = 0usize;
-        self.engine.source.select_batches(matchers, mint, maxt, &mut |batch| {
-            series_seen += batch.len();
-            let n: usize = batch.iter().map(|s| s.timestamps.len()).sum();
-            self.series_fetched.fetch_add(batch.len(), Ordering::Relaxed);
-            let total = self.samples_fetched.fetch_add(n, Ordering::Relaxed) + n;
-            let step = if series_seen > self.opts().max_series {
-                Err(QueryError::TooManySeries(self.opts().max_series))
-            } else if total > self.opts().max_samples {
-                Err(QueryError::TooManySamples)
-            } else {
-                self.check_deadline().and_then(|_| f(batch))
-            };
-            match step {
-                Ok(more) => more,
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            }
-        })?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.scan_map(matchers, mint, maxt, Some)
     }
 
     pub fn eval(&self, e: &Expr) -> Result<Val, QueryError> {
@@ -521,12 +474,13 @@ impl<'e> Ctx<'e> {
         let refs = self.refs(vs.offset, vs.at);
         let (lo, hi) = min_max(&refs);
         let lookback = self.opts().lookback_ms;
-        let raw = self.fetch(&vs.matchers, lo.saturating_sub(lookback), hi)?;
-        let out = self.map_series(raw, |s| StepSeries {
-            vals: selector_steps(&s.timestamps, &s.values, &refs, lookback),
-            labels: s.labels,
-        });
-        Ok(out)
+        // Series without a value at any step are dropped at once: they cannot affect a result.
+        self.scan_map(&vs.matchers, lo.saturating_sub(lookback), hi, |s| {
+            let vals = selector_steps(&s.timestamps, &s.values, &refs, lookback);
+            vals.iter()
+                .any(|v| !is_absent(*v))
+                .then_some(StepSeries { vals, labels: s.labels })
+        })
     }
 
     /// Worker threads for per-series work.
@@ -569,18 +523,22 @@ impl<'e> Ctx<'e> {
             Expr::Matrix { selector, range } => {
                 let refs = self.refs(selector.offset, selector.at);
                 let (lo, hi) = min_max(&refs);
-                let raw = self.fetch(&selector.matchers, lo.saturating_sub(*range), hi)?;
-                let series = raw
-                    .into_iter()
-                    .map(|s| {
+                let series = self.scan_map(&selector.matchers, lo.saturating_sub(*range), hi, |s| {
+                    Some(if s.values.iter().any(|v| is_stale_nan(*v)) {
                         let keep: Vec<usize> = (0..s.values.len()).filter(|&i| !is_stale_nan(s.values[i])).collect();
                         RawSeries {
                             ts: keep.iter().map(|&i| s.timestamps[i]).collect(),
                             vals: keep.iter().map(|&i| s.values[i]).collect(),
                             labels: s.labels,
                         }
+                    } else {
+                        RawSeries {
+                            ts: s.timestamps,
+                            vals: s.values,
+                            labels: s.labels,
+                        }
                     })
-                    .collect();
+                })?;
                 Ok(MatrixVal {
                     series,
                     refs,

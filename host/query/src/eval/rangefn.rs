@@ -1,8 +1,10 @@
 //! Functions over range vectors (`rate`, `*_over_time`, ...), computed for all steps in one
 //! pass per series with a sliding window.
 
-use super::{Ctx, MatrixVal, QueryError, StepSeries, absent, merge_same_labels};
+use super::{Ctx, MatrixVal, QueryError, StepSeries, absent, merge_same_labels, min_max};
+use crate::ast::VectorSelector;
 use crate::functions::Builtin;
+use crate::source::is_stale_nan;
 
 /// Evaluates range function `b` over `m`. `scalars[k][i]` is the k-th scalar argument at step
 /// `i`; `eval_ts[i]` is the evaluation time of step `i` (used by `predict_linear`).
@@ -12,6 +14,68 @@ pub(crate) fn eval_range_fn(
     m: MatrixVal,
     scalars: &[Vec<f64>],
 ) -> Result<Vec<StepSeries>, QueryError> {
+    check_args(b, scalars)?;
+    let MatrixVal { series, refs, range } = m;
+    let eval_ts: Vec<i64> = (0..ctx.nsteps).map(|i| ctx.t(i)).collect();
+    let keep_name = b == Builtin::LastOverTime;
+    let out = ctx.map_series(series, |s| StepSeries {
+        vals: series_steps(b, &s.ts, &s.vals, &refs, range, scalars, &eval_ts),
+        labels: if keep_name { s.labels } else { s.labels.without_name() },
+    });
+    let out: Vec<StepSeries> = out
+        .into_iter()
+        .filter(|s| s.vals.iter().any(|v| !super::is_absent(*v)))
+        .collect();
+    merge_same_labels(out)
+}
+
+/// Range function `b` over a matrix selector, computed per series as the series stream in
+/// from the source (on the worker threads): the raw samples of the selection are never held
+/// all at once.
+pub(crate) fn eval_range_fn_selector(
+    ctx: &Ctx<'_>,
+    b: Builtin,
+    vs: &VectorSelector,
+    range: i64,
+    scalars: &[Vec<f64>],
+) -> Result<Vec<StepSeries>, QueryError> {
+    check_args(b, scalars)?;
+    let refs = ctx.refs(vs.offset, vs.at);
+    let (lo, hi) = min_max(&refs);
+    let eval_ts: Vec<i64> = (0..ctx.nsteps).map(|i| ctx.t(i)).collect();
+    let keep_name = b == Builtin::LastOverTime;
+    let out = ctx.scan_map(&vs.matchers, lo.saturating_sub(range), hi, |s| {
+        let vals = steps_of_raw(b, &s.timestamps, &s.values, &refs, range, scalars, &eval_ts);
+        vals.iter().any(|v| !super::is_absent(*v)).then(|| StepSeries {
+            vals,
+            labels: if keep_name { s.labels } else { s.labels.without_name() },
+        })
+    })?;
+    merge_same_labels(out)
+}
+
+/// [`series_steps`] over samples as stored: stale markers are skipped first.
+pub(crate) fn steps_of_raw(
+    b: Builtin,
+    ts: &[i64],
+    vs: &[f64],
+    refs: &[i64],
+    range: i64,
+    scalars: &[Vec<f64>],
+    eval_ts: &[i64],
+) -> Vec<f64> {
+    if vs.iter().any(|v| is_stale_nan(*v)) {
+        let keep: Vec<usize> = (0..vs.len()).filter(|&i| !is_stale_nan(vs[i])).collect();
+        let ts: Vec<i64> = keep.iter().map(|&i| ts[i]).collect();
+        let vals: Vec<f64> = keep.iter().map(|&i| vs[i]).collect();
+        series_steps(b, &ts, &vals, refs, range, scalars, eval_ts)
+    } else {
+        series_steps(b, ts, vs, refs, range, scalars, eval_ts)
+    }
+}
+
+/// Argument checks that fail the whole query (Prometheus checks them per step).
+fn check_args(b: Builtin, scalars: &[Vec<f64>]) -> Result<(), QueryError> {
     if b == Builtin::HoltWinters {
         for (&sf, &tf) in scalars[0].iter().zip(&scalars[1]) {
             if sf <= 0.0 || sf >= 1.0 || sf.is_nan() {
@@ -26,18 +90,7 @@ pub(crate) fn eval_range_fn(
             }
         }
     }
-    let MatrixVal { series, refs, range } = m;
-    let eval_ts: Vec<i64> = (0..ctx.nsteps).map(|i| ctx.t(i)).collect();
-    let keep_name = b == Builtin::LastOverTime;
-    let out = ctx.map_series(series, |s| StepSeries {
-        vals: series_steps(b, &s.ts, &s.vals, &refs, range, scalars, &eval_ts),
-        labels: if keep_name { s.labels } else { s.labels.without_name() },
-    });
-    let out: Vec<StepSeries> = out
-        .into_iter()
-        .filter(|s| s.vals.iter().any(|v| !super::is_absent(*v)))
-        .collect();
-    merge_same_labels(out)
+    Ok(())
 }
 
 /// Computes range function `b` of one series (samples sorted, stale markers removed) for

@@ -3,14 +3,15 @@
 //! so the per-series intermediate results of the whole query never exist at once.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::aggr::{Acc, group_key};
-use super::rangefn::series_steps;
+use super::rangefn::steps_of_raw;
 use super::{Ctx, QueryError, StepSeries, min_max, selector_steps, unwrap_parens};
 use crate::ast::{AggOp, Expr, VectorSelector};
 use crate::functions::{Builtin, FunctionImpl};
-use crate::labels::Labels;
-use crate::source::{Series, is_stale_nan};
+use crate::labels::{Labels, METRIC_NAME, MatchOp};
+use crate::source::Series;
 
 /// What to compute per series before aggregating.
 enum PerSeries<'a> {
@@ -93,86 +94,88 @@ pub(crate) fn aggregate(
     let per_series = |s: &Series| -> Vec<f64> {
         match &kind {
             PerSeries::Selector(_) => selector_steps(&s.timestamps, &s.values, &refs, lookback),
-            PerSeries::Range(b, _, range) => {
-                if s.values.iter().any(|v| is_stale_nan(*v)) {
-                    let keep: Vec<usize> = (0..s.values.len()).filter(|&i| !is_stale_nan(s.values[i])).collect();
-                    let ts: Vec<i64> = keep.iter().map(|&i| s.timestamps[i]).collect();
-                    let vals: Vec<f64> = keep.iter().map(|&i| s.values[i]).collect();
-                    series_steps(*b, &ts, &vals, &refs, *range, &[], &eval_ts)
-                } else {
-                    series_steps(*b, &s.timestamps, &s.values, &refs, *range, &[], &eval_ts)
+            PerSeries::Range(b, _, range) => steps_of_raw(*b, &s.timestamps, &s.values, &refs, *range, &[], &eval_ts),
+        }
+    };
+    // Two input series can only end up with the same labels when the name is dropped and
+    // the selector may match several names; only then is a duplicate check needed.
+    let check_dups = !keep_name
+        && !vs
+            .matchers
+            .iter()
+            .any(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal);
+    let duplicate = AtomicBool::new(false);
+    let scanned = ctx.scan(
+        &vs.matchers,
+        lo.saturating_sub(lookback),
+        hi,
+        || Worker {
+            index: HashMap::new(),
+            groups: Vec::new(),
+            acc: Acc::new(op, 0, n),
+            seen: HashSet::new(),
+        },
+        |w, _shard, s| {
+            let vals = per_series(&s);
+            let l = if keep_name { s.labels } else { s.labels.without_name() };
+            let key = group_key(&l, grouping, without);
+            if check_dups && !w.seen.insert(l) {
+                duplicate.store(true, Ordering::Relaxed);
+                return Err(QueryError::Eval("duplicate series".into()));
+            }
+            let g = match w.index.get(&key) {
+                Some(&g) => g,
+                None => {
+                    w.groups.push(key.clone());
+                    w.index.insert(key, w.groups.len() - 1);
+                    w.acc.ensure_groups(w.groups.len());
+                    w.groups.len() - 1
+                }
+            };
+            w.acc.add(g, &vals);
+            Ok(())
+        },
+    );
+    if duplicate.load(Ordering::Relaxed) {
+        // Leave the "same labelset" cases to the ordinary path, which reports them per step.
+        return Ok(None);
+    }
+    let workers = scanned?;
+    if check_dups {
+        let mut all: HashSet<&Labels> = HashSet::new();
+        for w in &workers {
+            for l in &w.seen {
+                if !all.insert(l) {
+                    return Ok(None);
                 }
             }
         }
-    };
-    let threads = ctx.threads().max(1);
-    let mut seen: HashSet<Labels> = HashSet::new();
+    }
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<Labels> = Vec::new();
-    // One accumulator per thread, kept across batches and merged at the end.
-    let mut accs: Vec<Acc> = (0..threads).map(|_| Acc::new(op, 0, n)).collect();
-    let mut duplicate = false;
-    ctx.fetch_batches(&vs.matchers, lo.saturating_sub(lookback), hi, &mut |batch| {
-        let mut group_of = Vec::with_capacity(batch.len());
-        for s in &batch {
-            let l = if keep_name {
-                s.labels.clone()
-            } else {
-                s.labels.without_name()
+    let mut acc = Acc::new(op, 0, n);
+    for w in workers {
+        for (local, key) in w.groups.into_iter().enumerate() {
+            let g = match index.get(&key) {
+                Some(&g) => g,
+                None => {
+                    groups.push(key.clone());
+                    index.insert(key, groups.len() - 1);
+                    groups.len() - 1
+                }
             };
-            let key = group_key(&l, grouping, without);
-            if !seen.insert(l) {
-                duplicate = true;
-                return Ok(false);
-            }
-            let g = *index.entry(key.clone()).or_insert_with(|| {
-                groups.push(key);
-                groups.len() - 1
-            });
-            group_of.push(g);
+            acc.merge_group(g, &w.acc, local);
         }
-        // Each thread holds a full accumulator; with many groups that costs memory, so stay serial.
-        let serial = threads == 1 || batch.len() < 64 || groups.len().saturating_mul(n) > 20_000_000;
-        if serial {
-            accs[0].ensure_groups(groups.len());
-            for (s, &g) in batch.iter().zip(&group_of) {
-                accs[0].add(g, &per_series(s));
-            }
-            return Ok(true);
-        }
-        for a in accs.iter_mut() {
-            a.ensure_groups(groups.len());
-        }
-        let chunk = batch.len().div_ceil(threads);
-        let per_series = &per_series;
-        let all_ok = std::thread::scope(|scope| {
-            let handles: Vec<_> = batch
-                .chunks(chunk)
-                .zip(group_of.chunks(chunk))
-                .zip(accs.iter_mut())
-                .map(|((series, gs), acc)| {
-                    scope.spawn(move || {
-                        for (s, &g) in series.iter().zip(gs) {
-                            acc.add(g, &per_series(s));
-                        }
-                    })
-                })
-                .collect();
-            handles.into_iter().all(|h| h.join().is_ok())
-        });
-        if !all_ok {
-            return Err(QueryError::Eval("a worker thread panicked".into()));
-        }
-        Ok(true)
-    })?;
-    if duplicate {
-        return Ok(None);
-    }
-    let mut it = accs.into_iter();
-    let mut acc = it.next().unwrap_or_else(|| Acc::new(op, 0, n));
-    for p in it {
-        acc.merge(p);
     }
     acc.ensure_groups(groups.len());
     Ok(Some(acc.finish(groups)))
+}
+
+/// One worker's share of a fused aggregation: its groups, their accumulators, and (when
+/// duplicates are possible) the output labels it has seen.
+struct Worker {
+    index: HashMap<Labels, usize>,
+    groups: Vec<Labels>,
+    acc: Acc,
+    seen: HashSet<Labels>,
 }
