@@ -7,11 +7,14 @@
 
 pub mod data;
 pub mod deleted;
+pub mod diskguard;
+mod durability;
 pub mod encoding;
 pub mod error;
 pub mod index;
 pub mod storage;
 pub mod tsid;
+pub mod wal;
 
 pub use deleted::{DeletedMetricIds, NoDeletedMetricIds};
 pub use error::{Result, StorageError};

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use strata_fsutil::DirLock;
 
-use crate::data::{RawRow, Table, TableOptions, TableStats};
+use crate::data::{FlushHook, RawRow, Table, TableOptions, TableStats};
+use crate::diskguard::DiskGuard;
+use crate::durability::{self, Durability, Maintenance};
 use crate::index::{IndexDb, IndexOptions, Label, MetricName, TagFilter, TsdbStatus};
 use crate::{Result, StorageError, Tenant, TimeRange};
 
@@ -37,9 +39,12 @@ pub struct StorageOptions {
 
 /// One data directory, open.
 pub struct Storage {
+    // Dropped first: the maintenance thread uses the index and the table.
+    maintenance: Maintenance,
+    durability: Arc<Durability>,
     path: PathBuf,
-    index: IndexDb,
-    table: Table,
+    index: Arc<IndexDb>,
+    table: Arc<Table>,
     snapshot_counter: AtomicU32,
     // Dropped last: the lock outlives every file handle.
     _lock: DirLock,
@@ -49,23 +54,76 @@ pub struct Storage {
 const ROWS_PER_CHUNK: usize = 8_000;
 
 impl Storage {
-    /// Locks the directory (a second process fails at once with a clear message), then opens
-    /// the index and the table.
+    /// Locks the directory (a second process fails at once with a clear message), opens the
+    /// index and the table, replays the write-ahead log if one was left, and starts the
+    /// maintenance thread (disk-space checks, WAL checkpoints).
     pub fn open(options: StorageOptions) -> Result<Storage> {
         let path = options.data_path.clone();
         let lock = DirLock::acquire(&path).map_err(|err| StorageError::Locked(err.to_string()))?;
-        let index = IndexDb::open(&path.join("indexdb"), options.index)?;
-        let table = Table::open(&path.join("data"), options.table, index.deleted_metric_ids())?;
+        let index = Arc::new(IndexDb::open(&path.join("indexdb"), options.index)?);
+        let guard = Arc::new(DiskGuard::new(&path, options.table.min_free_disk_bytes));
+        guard.check();
+        let mut table_opts = options.table;
+        let use_wal = table_opts.wal;
+        let checkpoint_interval = table_opts.inmemory_flush_interval;
+        table_opts.disk_guard = Some(guard.clone());
+        let weak = Arc::downgrade(&index);
+        table_opts.before_disk_flush = Some(FlushHook(Arc::new(move || match weak.upgrade() {
+            Some(index) => index.flush(),
+            None => Ok(()),
+        })));
+        let table = Arc::new(Table::open(&path.join("data"), table_opts, index.deleted_metric_ids())?);
         let snapshots = path.join("snapshots");
         strata_fsutil::create_dir_all_durable(&snapshots)
             .map_err(|e| StorageError::io("cannot create", &snapshots, e))?;
+        // Segments left by a previous run are replayed even if the WAL is now off.
+        let wal_dir = path.join("wal");
+        let (next_seq, _) = durability::replay(&wal_dir, &index, &table, &mut |tenant, labels, ts, vals| {
+            add_series_to(&index, &table, tenant, labels, ts, vals)
+        })?;
+        let wal = if use_wal {
+            Some(crate::wal::Wal::create(&wal_dir, next_seq)?)
+        } else {
+            None
+        };
+        let durability = Arc::new(Durability {
+            guard,
+            wal,
+            gate: parking_lot::RwLock::new(()),
+            checkpoint_interval,
+        });
+        let maintenance = Maintenance::start(durability.clone(), index.clone(), table.clone())?;
         Ok(Storage {
+            maintenance,
+            durability,
             path,
             index,
             table,
             snapshot_counter: AtomicU32::new(0),
             _lock: lock,
         })
+    }
+
+    /// Whether writes are refused because the disk is (nearly) full.
+    pub fn is_read_only(&self) -> bool {
+        self.durability.guard.is_read_only()
+    }
+
+    /// The read-only switch (for stats and tests).
+    pub fn disk_guard(&self) -> &DiskGuard {
+        &self.durability.guard
+    }
+
+    /// Whether samples are logged to the write-ahead log.
+    pub fn wal_enabled(&self) -> bool {
+        self.durability.wal.is_some()
+    }
+
+    /// Returns once every sample added so far is durable: with the WAL, one (shared) fsync of
+    /// the log; without it, at once (samples then reach disk with the next flush). Call it
+    /// before acknowledging a write. Fails with `Unavailable` if the log cannot be written.
+    pub fn sync_wal(&self) -> Result<()> {
+        self.durability.sync_wal()
     }
 
     /// The data directory.
@@ -76,6 +134,9 @@ impl Storage {
     /// Adds the samples of one series. `timestamps` and `values` have the same length. The
     /// series is resolved once per day its samples touch, so per-day index entries exist for
     /// every day with data.
+    ///
+    /// Refused with `Unavailable` in read-only mode (disk nearly full). With the WAL the samples
+    /// are logged first; call [`Storage::sync_wal`] before acknowledging them.
     pub fn add_series(&self, tenant: Tenant, labels: &[Label<'_>], timestamps: &[i64], values: &[f64]) -> Result<()> {
         if timestamps.len() != values.len() {
             return Err(StorageError::InvalidInput(format!(
@@ -84,28 +145,12 @@ impl Storage {
                 values.len()
             )));
         }
-        let mut rows = Vec::with_capacity(timestamps.len().min(ROWS_PER_CHUNK));
-        let mut current: Option<(i64, crate::Tsid)> = None;
-        for (&timestamp, &value) in timestamps.iter().zip(values) {
-            let day = timestamp.div_euclid(MS_PER_DAY);
-            let tsid = match current {
-                Some((d, tsid)) if d == day => tsid,
-                _ => {
-                    let tsid = self.index.get_or_create_tsid(tenant, labels, timestamp)?;
-                    current = Some((day, tsid));
-                    tsid
-                }
-            };
-            rows.push(RawRow { tsid, timestamp, value });
-            if rows.len() == ROWS_PER_CHUNK {
-                self.table.add_rows(&rows)?;
-                rows.clear();
-            }
+        self.durability.guard.admit()?;
+        let _shared = self.durability.gate.read();
+        if let Some(wal) = &self.durability.wal {
+            wal.append(tenant, labels, timestamps, values);
         }
-        if !rows.is_empty() {
-            self.table.add_rows(&rows)?;
-        }
-        Ok(())
+        add_series_to(&self.index, &self.table, tenant, labels, timestamps, values)
     }
 
     /// Visits every series matching `filters` that has samples in `tr`, with its name and
@@ -292,11 +337,30 @@ impl Storage {
     /// unflushed seconds, never a listed part.
     pub fn close(self) -> Result<()> {
         let Storage {
-            index, table, _lock, ..
+            mut maintenance,
+            durability,
+            index,
+            table,
+            _lock,
+            ..
         } = self;
-        let table_result = table.close();
-        let index_result = index.close();
-        table_result.and(index_result)
+        maintenance.stop();
+        let table_result = match Arc::try_unwrap(table) {
+            Ok(table) => table.close(),
+            Err(table) => table.flush(),
+        };
+        let index_result = match Arc::try_unwrap(index) {
+            Ok(index) => index.close(),
+            Err(index) => index.flush(),
+        };
+        let result = table_result.and(index_result);
+        // Everything the log holds is in flushed parts now.
+        if result.is_ok()
+            && let Some(wal) = &durability.wal
+        {
+            wal.remove_before(u64::MAX)?;
+        }
+        result
     }
 
     fn snapshots_dir(&self) -> PathBuf {
@@ -305,6 +369,40 @@ impl Storage {
 }
 
 const MS_PER_DAY: i64 = 86_400_000;
+
+/// The write path behind [`Storage::add_series`] without the WAL and the read-only check (the
+/// WAL replay uses it too). The series is resolved once per day its samples touch.
+fn add_series_to(
+    index: &IndexDb,
+    table: &Table,
+    tenant: Tenant,
+    labels: &[Label<'_>],
+    timestamps: &[i64],
+    values: &[f64],
+) -> Result<()> {
+    let mut rows = Vec::with_capacity(timestamps.len().min(ROWS_PER_CHUNK));
+    let mut current: Option<(i64, crate::Tsid)> = None;
+    for (&timestamp, &value) in timestamps.iter().zip(values) {
+        let day = timestamp.div_euclid(MS_PER_DAY);
+        let tsid = match current {
+            Some((d, tsid)) if d == day => tsid,
+            _ => {
+                let tsid = index.get_or_create_tsid(tenant, labels, timestamp)?;
+                current = Some((day, tsid));
+                tsid
+            }
+        };
+        rows.push(RawRow { tsid, timestamp, value });
+        if rows.len() == ROWS_PER_CHUNK {
+            table.add_rows(&rows)?;
+            rows.clear();
+        }
+    }
+    if !rows.is_empty() {
+        table.add_rows(&rows)?;
+    }
+    Ok(())
+}
 
 /// Snapshot names are `YYYYMMDDhhmmss-XXXXXXXX`; anything else in the directory is not ours
 /// (and a name from a request must not escape the directory).

@@ -21,10 +21,12 @@ pub mod part;
 pub mod partition;
 mod table;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use table::Table;
 
+use crate::diskguard::DiskGuard;
 use crate::tsid::Tsid;
 
 /// The callback of [`Table::search`]: one series, its timestamps and values.
@@ -68,6 +70,24 @@ pub struct TableOptions {
     pub min_free_disk_bytes: u64,
     /// Merge outputs larger than this go to `big/`. Default 256 MiB.
     pub max_small_part_bytes: u64,
+    /// Log every sample to `<data>/wal/` and acknowledge writes only once it is fsynced (read
+    /// by `Storage::open`; the table itself ignores it). Default off.
+    pub wal: bool,
+    /// Read-only switch: while it is on, merges wait; `ENOSPC` from a flush or merge turns it on.
+    pub disk_guard: Option<Arc<DiskGuard>>,
+    /// Runs before in-memory parts are written to disk; if it fails they stay in memory. The
+    /// storage flushes the index here, so a part on disk never holds series the index lost.
+    pub before_disk_flush: Option<FlushHook>,
+}
+
+/// A callback run before in-memory parts go to disk (see [`TableOptions::before_disk_flush`]).
+#[derive(Clone)]
+pub struct FlushHook(pub Arc<dyn Fn() -> crate::error::Result<()> + Send + Sync>);
+
+impl std::fmt::Debug for FlushHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlushHook")
+    }
 }
 
 impl Default for TableOptions {
@@ -80,6 +100,9 @@ impl Default for TableOptions {
             on_corrupt_part: CorruptPartPolicy::Fail,
             min_free_disk_bytes: 100_000_000,
             max_small_part_bytes: 256 << 20,
+            wal: false,
+            disk_guard: None,
+            before_disk_flush: None,
         }
     }
 }

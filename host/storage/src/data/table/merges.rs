@@ -113,6 +113,7 @@ impl Inner {
                 Ok(false) => {}
                 Err(StorageError::Unavailable(_)) if self.stop.load(Ordering::SeqCst) => return,
                 Err(e) => {
+                    self.note_error(&e);
                     tracing::error!(error = %e, "background merge failed");
                     metrics::counter!("strata_storage_errors_total", "kind" => "merge").increment(1);
                 }
@@ -127,6 +128,10 @@ impl Inner {
 
     /// Runs at most one merge; true if it did.
     pub(super) fn merge_once(&self) -> Result<bool> {
+        if self.disk_read_only() {
+            // A merge needs room for its output; wait until the guard sees space again.
+            return Ok(false);
+        }
         let avail = free_disk_bytes(&self.root).saturating_sub(self.opts.min_free_disk_bytes);
         let parts: Vec<_> = self.partitions.read().values().rev().cloned().collect();
         for p in parts {

@@ -369,7 +369,7 @@ impl Inner {
     /// Moves in-memory parts to disk: all of them, or those older than the flush interval.
     pub(super) fn flush_inmemory(&self, all: bool) -> Result<()> {
         let parts: Vec<_> = self.partitions.read().values().cloned().collect();
-        let mut first_err = None;
+        let mut batches = Vec::new();
         for p in parts {
             let picked: Vec<_> = {
                 let lists = p.parts.lock();
@@ -383,14 +383,46 @@ impl Inner {
                     .cloned()
                     .collect()
             };
-            if picked.is_empty() {
-                continue;
+            if !picked.is_empty() {
+                batches.push((p, picked));
             }
+        }
+        if batches.is_empty() {
+            return Ok(());
+        }
+        // The index goes to disk first: a part on disk must never name series whose index
+        // entries a crash could still lose.
+        if let Some(hook) = &self.opts.before_disk_flush
+            && let Err(e) = (hook.0)()
+        {
+            for (_, picked) in &batches {
+                for e in picked {
+                    e.in_merge.store(false, Ordering::Release);
+                }
+            }
+            self.note_error(&e);
+            return Err(e);
+        }
+        let mut first_err = None;
+        for (p, picked) in batches {
             if let Err(e) = self.merge_into(&p, picked, PartKind::Small, false) {
+                self.note_error(&e);
                 first_err.get_or_insert(e);
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// Lets the disk guard see a failed write (`ENOSPC` switches to read-only mode).
+    pub(super) fn note_error(&self, e: &StorageError) {
+        if let Some(g) = &self.opts.disk_guard {
+            g.note_error(e);
+        }
+    }
+
+    /// True while the disk guard keeps the storage read-only: merges wait.
+    pub(super) fn disk_read_only(&self) -> bool {
+        self.opts.disk_guard.as_ref().is_some_and(|g| g.is_read_only())
     }
 
     pub(super) fn flush_all(&self) -> Result<()> {
