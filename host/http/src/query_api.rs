@@ -45,6 +45,8 @@ pub struct QueryApiOptions {
 #[derive(Clone)]
 struct QueryState {
     engine: Engine,
+    /// When the routes were built (the server's start, for `status/runtimeinfo`).
+    started_ms: i64,
 }
 
 /// The query routes, at `/api/v1/...` and `/prometheus/api/v1/...`, with the built-in functions.
@@ -62,7 +64,10 @@ pub fn routes_with_registry(
 }
 
 fn engine_routes(engine: Engine) -> Router {
-    let state = QueryState { engine };
+    let state = QueryState {
+        engine,
+        started_ms: now_ms(),
+    };
     let mut router = Router::new();
     for prefix in ["", "/prometheus"] {
         router = router
@@ -79,7 +84,8 @@ fn engine_routes(engine: Engine) -> Router {
                 get(format_query).post(format_query),
             )
             .route(&format!("{prefix}/api/v1/status/buildinfo"), get(buildinfo))
-            .route(&format!("{prefix}/api/v1/status/flags"), get(empty_object))
+            .route(&format!("{prefix}/api/v1/status/flags"), get(flags))
+            .route(&format!("{prefix}/api/v1/status/runtimeinfo"), get(runtimeinfo))
             .route(&format!("{prefix}/api/v1/metadata"), get(empty_object))
             .route(
                 &format!("{prefix}/api/v1/query_exemplars"),
@@ -380,6 +386,72 @@ async fn buildinfo() -> Response {
     success(data.to_string(), None)
 }
 
+/// Prometheus' flag names for the engine settings Strata has, with their values.
+async fn flags(State(st): State<QueryState>) -> Response {
+    let o = st.engine.options();
+    let data = serde_json::json!({
+        "query.lookback-delta": fmt_duration(o.lookback_ms),
+        "query.max-samples": o.max_samples.to_string(),
+        "query.timeout": fmt_duration(o.timeout.as_millis() as i64),
+        "query.max-series": o.max_series.to_string(),
+        "query.max-points-per-series": o.max_points_per_series.to_string(),
+    });
+    success(data.to_string(), None)
+}
+
+/// `status/runtimeinfo` in Prometheus' shape; the Go runtime fields carry Strata's nearest
+/// equivalents (threads for goroutines, CPUs for GOMAXPROCS).
+async fn runtimeinfo(State(st): State<QueryState>) -> Response {
+    let threads = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().parse::<u64>().ok()))
+        })
+        .flatten()
+        .unwrap_or(0);
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let started = crate::params::format_rfc3339(st.started_ms);
+    let data = serde_json::json!({
+        "startTime": started,
+        "CWD": cwd,
+        "reloadConfigSuccess": true,
+        "lastConfigTime": started,
+        "corruptionCount": 0,
+        "goroutineCount": threads,
+        "GOMAXPROCS": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "GOMEMLIMIT": i64::MAX,
+        "GOGC": "",
+        "GODEBUG": "",
+        "storageRetention": "",
+    });
+    success(data.to_string(), None)
+}
+
+/// Milliseconds as a Prometheus duration (`5m`, `1h30m`, `2m30s500ms`).
+fn fmt_duration(ms: i64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, len) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if rest >= len {
+            out.push_str(&format!("{}{unit}", rest / len));
+            rest %= len;
+        }
+    }
+    out
+}
+
 async fn empty_object() -> Response {
     success("{}".into(), None)
 }
@@ -499,6 +571,69 @@ mod tests {
         assert_eq!(v["data"], serde_json::json!([]));
         let (_, v) = get("/api/v1/metadata").await;
         assert_eq!(v["data"], serde_json::json!({}));
+        let (_, v) = get("/api/v1/status/flags").await;
+        assert_eq!(v["data"]["query.lookback-delta"], "5m");
+        assert_eq!(v["data"]["query.timeout"], "2m");
+        assert_eq!(v["data"]["query.max-samples"], "50000000");
+        let (s, v) = get("/prometheus/api/v1/status/runtimeinfo").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["data"]["reloadConfigSuccess"], true);
+        assert_eq!(v["data"]["corruptionCount"], 0);
+        let started = v["data"]["startTime"].as_str().unwrap_or_default();
+        assert!(crate::params::parse_rfc3339(started).is_some(), "{started}");
+    }
+
+    #[tokio::test]
+    async fn limits_and_timeouts_have_prometheus_errors() {
+        let mut src = MemSource::new();
+        for k in 0..5 {
+            src.add(
+                Labels::from_pairs([("__name__", "m"), ("k", &k.to_string())]),
+                (0..=100).map(|i| (i * 15_000, i as f64)),
+            );
+        }
+        let app = |engine: QueryOptions| routes(Arc::new(src.clone()), QueryApiOptions { engine });
+        let call = |app: Router, uri: &str| {
+            let uri = uri.to_string();
+            async move {
+                let resp = app
+                    .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                let status = resp.status();
+                let v: serde_json::Value = serde_json::from_slice(&read_body(resp.into_body()).await.unwrap()).unwrap();
+                (status, v)
+            }
+        };
+        let few_series = QueryOptions {
+            max_series: 2,
+            ..QueryOptions::default()
+        };
+        let (s, v) = call(app(few_series), "/api/v1/query?query=sum(m)&time=100").await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(v["errorType"], "execution");
+        assert!(v["error"].as_str().unwrap().contains("max number of series"), "{v}");
+        let few_samples = QueryOptions {
+            max_samples: 50,
+            ..QueryOptions::default()
+        };
+        let (s, v) = call(app(few_samples), "/api/v1/query?query=sum_over_time(m[20m])&time=1500").await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(v["error"].as_str().unwrap().contains("too many samples"), "{v}");
+        let (s, v) = call(
+            app(QueryOptions::default()),
+            "/api/v1/query_range?query=m&start=0&end=20000&step=1",
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(v["error"].as_str().unwrap().contains("11000 points"), "{v}");
+        let no_time = QueryOptions {
+            timeout: std::time::Duration::ZERO,
+            ..QueryOptions::default()
+        };
+        let (s, v) = call(app(no_time), "/api/v1/query?query=sum(m)&time=100").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(v["errorType"], "timeout");
     }
 
     #[test]

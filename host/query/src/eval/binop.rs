@@ -30,7 +30,8 @@ fn apply(op: BinOp, l: f64, r: f64) -> (f64, bool) {
 fn drops_name(op: BinOp) -> bool {
     matches!(
         op,
-        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod | BinOp::Pow | BinOp::Atan2
+        // Prometheus 2.42 keeps the name for atan2 (it is not in its shouldDropMetricName).
+        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod | BinOp::Pow
     )
 }
 

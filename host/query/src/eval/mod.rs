@@ -172,6 +172,11 @@ impl Engine {
         Engine { source, registry, opts }
     }
 
+    /// The limits and defaults this engine runs with.
+    pub fn options(&self) -> &QueryOptions {
+        &self.opts
+    }
+
     /// The function registry used for parsing.
     pub fn registry(&self) -> &FunctionRegistry {
         &self.registry

@@ -329,9 +329,12 @@ fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<
     Some(result)
 }
 
-/// Least-squares slope and intercept, x in seconds relative to `intercept_t`.
+/// Least-squares slope and intercept, x in seconds relative to `intercept_t`; the sums are
+/// compensated (Kahan–Neumaier) as in Prometheus, which matters for large values.
 pub(crate) fn linear_regression(ts: &[i64], vs: &[f64], intercept_t: i64) -> (f64, f64) {
-    let (mut n, mut sx, mut sy, mut sxy, mut sx2) = (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let mut n = 0.0f64;
+    let (mut sx, mut cx, mut sy, mut cy) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let (mut sxy, mut cxy, mut sx2, mut cx2) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     let init = vs[0];
     let mut const_y = true;
     for (k, (&t, &v)) in ts.iter().zip(vs).enumerate() {
@@ -340,10 +343,10 @@ pub(crate) fn linear_regression(ts: &[i64], vs: &[f64], intercept_t: i64) -> (f6
         }
         n += 1.0;
         let x = (t - intercept_t) as f64 / 1000.0;
-        sx += x;
-        sy += v;
-        sxy += x * v;
-        sx2 += x * x;
+        (sx, cx) = kahan_inc(x, sx, cx);
+        (sy, cy) = kahan_inc(v, sy, cy);
+        (sxy, cxy) = kahan_inc(x * v, sxy, cxy);
+        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
     }
     if const_y {
         if init.is_infinite() {
@@ -351,10 +354,22 @@ pub(crate) fn linear_regression(ts: &[i64], vs: &[f64], intercept_t: i64) -> (f6
         }
         return (0.0, init);
     }
+    let (sx, sy, sxy, sx2) = (sx + cx, sy + cy, sxy + cxy, sx2 + cx2);
     let cov = sxy - sx * sy / n;
     let var = sx2 - sx * sx / n;
     let slope = cov / var;
     (slope, sy / n - slope * sx / n)
+}
+
+/// One step of Kahan–Neumaier summation: the new sum and compensation.
+pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
 }
 
 /// Prometheus' quantile with linear interpolation; sorts `v` in place.
