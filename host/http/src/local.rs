@@ -35,6 +35,8 @@ impl SampleSink for StorageSink {
                 .map_err(sink_error)?;
             written += series.timestamps().len() as u64;
         }
+        // With the WAL on, the write is acknowledged only once it is on disk (group commit).
+        self.storage.sync_wal().map_err(sink_error)?;
         Ok(PushOutcome {
             samples_written: written,
         })
@@ -244,6 +246,19 @@ impl SeriesSource for StorageSource {
                 shard
             })
             .collect())
+    }
+
+    /// From the index alone: no samples are read.
+    fn series_labels(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<Labels>, SourceError> {
+        let tr = TimeRange {
+            min: start_ms,
+            max: end_ms,
+        };
+        let names = self
+            .storage
+            .series(self.tenant, &to_filters(matchers), tr, self.max_series)
+            .map_err(source_error)?;
+        Ok(names.iter().map(labels_of).collect())
     }
 
     fn label_names(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<String>, SourceError> {

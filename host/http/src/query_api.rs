@@ -294,9 +294,7 @@ async fn series(State(st): State<QueryState>, uri: Uri, headers: HeaderMap, body
     let set = run_blocking(move || {
         let mut set = BTreeSet::new();
         for m in &sels {
-            for s in st.engine.source().select(m, start, end).map_err(source_error)? {
-                set.insert(s.labels);
-            }
+            set.extend(st.engine.source().series_labels(m, start, end).map_err(source_error)?);
         }
         Ok(set)
     })

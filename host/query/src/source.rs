@@ -97,6 +97,16 @@ pub trait SeriesSource: Send + Sync {
         Ok(vec![shard])
     }
 
+    /// The labels of the series `select` would return, without their samples (the series
+    /// API). The default reads the samples too; sources with an index should override it.
+    fn series_labels(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<Labels>, SourceError> {
+        Ok(self
+            .select(matchers, start_ms, end_ms)?
+            .into_iter()
+            .map(|s| s.labels)
+            .collect())
+    }
+
     /// Label names of series matching `matchers` (all series when empty), sorted.
     fn label_names(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<String>, SourceError>;
 

@@ -105,6 +105,7 @@ pub(crate) fn aggregate(
             .iter()
             .any(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal);
     let duplicate = AtomicBool::new(false);
+    let by_name = grouping.iter().any(|g| g == METRIC_NAME);
     let scanned = ctx.scan(
         &vs.matchers,
         lo.saturating_sub(lookback),
@@ -117,9 +118,14 @@ pub(crate) fn aggregate(
         },
         |w, _shard, s| {
             let vals = per_series(&s);
-            let l = if keep_name { s.labels } else { s.labels.without_name() };
-            let key = group_key(&l, grouping, without);
-            if check_dups && !w.seen.insert(l) {
+            // The group key straight from the stored labels when dropping the name cannot
+            // change it (`without` drops the name anyway; `by` drops it unless listed).
+            let key = if keep_name || without || !by_name {
+                group_key(&s.labels, grouping, without)
+            } else {
+                group_key(&s.labels.without_name(), grouping, without)
+            };
+            if check_dups && !w.seen.insert(s.labels.without_name()) {
                 duplicate.store(true, Ordering::Relaxed);
                 return Err(QueryError::Eval("duplicate series".into()));
             }
