@@ -171,6 +171,8 @@ fn handle_insert(storage: &Storage, payload: &[u8]) -> Result<Vec<u8>, HandleErr
                 storage.add_series(tenant, &labels, &s.timestamps, &s.values)?;
                 written += s.timestamps.len() as u64;
             }
+            // With storage.wal on, acknowledge only what is on disk (one shared fsync).
+            storage.sync_wal()?;
             metrics::counter!("strata_cluster_rows_received_total").increment(written);
             let mut e = Enc::default();
             e.u64(written);

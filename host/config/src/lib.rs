@@ -252,8 +252,13 @@ pub struct StorageConfig {
     /// What to do with a listed part that fails to open: `fail` refuses to start (naming the
     /// part), `quarantine` moves it aside to `<data_path>/quarantine/` and starts without it.
     pub on_corrupt_part: CorruptPartPolicy,
-    /// Background merges that would leave less free disk than this are skipped.
+    /// Below this much free disk the node is read-only: ingestion answers 503, merges wait;
+    /// it returns to normal by itself once space is freed.
     pub min_free_disk_space: ByteSize,
+    /// Write-ahead log: every sample is fsynced to `<data_path>/wal/` before the write is
+    /// acknowledged, so acknowledged samples survive a crash. Off: a crash can lose up to
+    /// `inmemory_flush_interval` of samples.
+    pub wal: bool,
 }
 
 /// `storage.on_corrupt_part`.
@@ -282,6 +287,7 @@ impl Default for StorageConfig {
             dedup_min_scrape_interval: HumanDuration::from_secs(0),
             on_corrupt_part: CorruptPartPolicy::Fail,
             min_free_disk_space: ByteSize(100_000_000),
+            wal: false,
         }
     }
 }

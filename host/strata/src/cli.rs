@@ -75,6 +75,10 @@ pub struct Overrides {
     #[arg(long, global = true, value_name = "DURATION")]
     pub retention_period: Option<HumanDuration>,
 
+    /// storage.wal: fsync every sample to a write-ahead log before acknowledging the write.
+    #[arg(long, global = true)]
+    pub storage_wal: bool,
+
     /// log.level: error, warn, info, debug or trace.
     #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
@@ -124,6 +128,9 @@ impl Overrides {
         }
         if let Some(retention) = self.retention_period {
             config.storage.retention_period = retention;
+        }
+        if self.storage_wal {
+            config.storage.wal = true;
         }
         if let Some(level) = self.log_level {
             config.log.level = level;

@@ -47,6 +47,7 @@ pub fn storage_options(config: &ApplianceConfig) -> StorageOptions {
                 CorruptPartPolicy::Quarantine => strata_storage::data::CorruptPartPolicy::Quarantine,
             },
             min_free_disk_bytes: storage.min_free_disk_space.bytes(),
+            wal: storage.wal,
             ..TableOptions::default()
         },
         index: IndexOptions {

@@ -1,0 +1,4 @@
+#![no_main]
+//! cargo-fuzz target: `strata_fuzz::data_block`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| strata_fuzz::data_block(data));

@@ -1,0 +1,66 @@
+//! The stable fuzz smoke run (part of `cargo test --workspace`): every target over its seed
+//! corpus, over the regression inputs in `fuzz/regressions/<target>/` (findings of longer runs),
+//! and over a few thousand mutated inputs. A panic fails the test and prints the input.
+//!
+//! `STRATA_FUZZ_ITERS` changes the number of mutated inputs per target (default 5000; the
+//! on-disk part targets use a tenth, as each input writes a part directory).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+use strata_fuzz::mutate::Mutator;
+use strata_fuzz::{TARGETS, seeds};
+
+fn iterations(name: &str) -> usize {
+    let base = std::env::var("STRATA_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000usize);
+    if name.ends_with("_part") { base / 10 } else { base }
+}
+
+fn regressions(name: &str) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions").join(name);
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten().filter_map(|e| std::fs::read(e.path()).ok()).collect()
+}
+
+fn run(name: &str, body: fn(&[u8]), input: &[u8]) {
+    if catch_unwind(AssertUnwindSafe(|| body(input))).is_err() {
+        panic!(
+            "fuzz target {name} panicked on input ({} bytes): {:02x?}",
+            input.len(),
+            &input[..input.len().min(512)]
+        );
+    }
+}
+
+#[test]
+fn every_target_survives_seeds_regressions_and_mutations() {
+    for (i, &(name, body)) in TARGETS.iter().enumerate() {
+        let seeds = seeds::for_target(name);
+        assert!(!seeds.is_empty(), "target {name} has no seeds");
+        for s in &seeds {
+            run(name, body, s);
+        }
+        for r in regressions(name) {
+            run(name, body, &r);
+        }
+        let mut m = Mutator::new(0x5EED_0000 + i as u64, seeds);
+        for _ in 0..iterations(name) {
+            let input = m.next_input();
+            run(name, body, &input);
+        }
+    }
+}
+
+#[test]
+fn templates_are_valid() {
+    // The part targets only mean something if their undamaged templates open.
+    assert_eq!(seeds::data_part_template().len(), 5);
+    let (name, files) = seeds::mergeset_part_template();
+    assert_eq!(name.len(), 16, "{name}");
+    assert_eq!(files.len(), 5);
+}
