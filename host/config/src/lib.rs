@@ -339,7 +339,11 @@ impl ApplianceConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml_str(&text, path)
+        let mut config = Self::from_toml_str(&text, path)?;
+        // Plugin paths are relative to the file that names them, not to the working directory.
+        let dir = path.parent().unwrap_or_else(|| Path::new(""));
+        plugins::resolve_relative_paths(&mut config.plugins, dir);
+        Ok(config)
     }
 
     /// Checks the values that parse but are out of range. Call again after applying flags.

@@ -9,10 +9,16 @@
 //! max_memory = "256MiB"                      # per call
 //! timeout = "5s"                             # per call
 //! config = { measurement_field_separator = "_" }
+//! tcp_listen_addr = "127.0.0.1:8089"         # optional: line-framed stream over TCP
+//! udp_listen_addr = "127.0.0.1:8089"         # optional: one datagram = whole lines
 //! ```
+//!
+//! A relative `path` is relative to the directory of the config file that names it
+//! ([`resolve_relative_paths`]), so `strata --config /etc/strata/appliance.toml` finds
+//! plugins beside it whatever the working directory.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +40,8 @@ pub enum PluginKindConfig {
 pub struct PluginConfig {
     /// Unique name, used in errors, metrics and `GET /api/v1/plugins`.
     pub name: String,
-    /// The component file; relative paths are relative to the working directory.
+    /// The component file; a relative path is relative to the config file's directory (the
+    /// working directory when there is no config file).
     pub path: PathBuf,
     /// `ingest` or `function`.
     pub kind: PluginKindConfig,
@@ -50,6 +57,23 @@ pub struct PluginConfig {
     /// Wall-clock budget of one call.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
+    /// Where to accept line-framed TCP streams (e.g. Graphite `:2003`); the plugin must
+    /// describe itself as line-framed.
+    #[serde(default)]
+    pub tcp_listen_addr: Option<String>,
+    /// Where to accept UDP datagrams of whole lines (e.g. Influx `:8089`).
+    #[serde(default)]
+    pub udp_listen_addr: Option<String>,
+}
+
+/// Makes every relative plugin `path` relative to `config_dir` (the directory of the config
+/// file), leaving absolute paths alone.
+pub fn resolve_relative_paths(plugins: &mut [PluginConfig], config_dir: &Path) {
+    for p in plugins {
+        if p.path.is_relative() {
+            p.path = config_dir.join(&p.path);
+        }
+    }
 }
 
 fn default_max_memory() -> ByteSize {
@@ -86,5 +110,18 @@ mod tests {
                 .err()
                 .unwrap();
         assert!(err.to_string().contains("timeuot"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let doc: Doc = toml::from_str(
+            "[[plugins]]\nname = \"a\"\npath = \"dist/a.wasm\"\nkind = \"ingest\"\ntcp_listen_addr = \"127.0.0.1:2003\"\n\n[[plugins]]\nname = \"b\"\npath = \"/abs/b.wasm\"\nkind = \"function\"\n",
+        )
+        .unwrap();
+        let mut plugins = doc.plugins;
+        resolve_relative_paths(&mut plugins, Path::new("/etc/strata"));
+        assert_eq!(plugins[0].path, PathBuf::from("/etc/strata/dist/a.wasm"));
+        assert_eq!(plugins[0].tcp_listen_addr.as_deref(), Some("127.0.0.1:2003"));
+        assert_eq!(plugins[1].path, PathBuf::from("/abs/b.wasm"));
     }
 }

@@ -1,4 +1,4 @@
-//! Per-call cost of a plugin (fresh instance + call + batch conversion) and Influx line-protocol
+//! Per-call cost of a plugin (warm instance from the pool + call + batch conversion) and Influx line-protocol
 //! throughput through the plugin. Needs `scripts/build-plugins` first.
 
 use std::collections::BTreeMap;
@@ -39,7 +39,7 @@ fn bench(c: &mut Criterion) {
     let influx = host.ingest_plugin("influx").unwrap();
     let mut out = MetricBatch::new();
     let ok = vec![("mode".to_string(), "ok".to_string())];
-    c.bench_function("call_fixed_cost_fresh_instance", |b| {
+    c.bench_function("call_fixed_cost_warm_instance", |b| {
         b.iter(|| hostile.parse_into(&ok, b"", 1, &mut out).unwrap())
     });
 

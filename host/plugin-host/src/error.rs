@@ -81,7 +81,8 @@ pub enum PluginError {
         /// What is wrong.
         message: String,
     },
-    /// A call failed; the plugin stays loaded and the next call gets a fresh instance.
+    /// A call failed; the plugin stays loaded, the failed instance is dropped and the next
+    /// call gets another one.
     #[error("plugin {plugin}: {failure}")]
     Call {
         /// Plugin name.

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
-use strata_query::functions::{CustomArg, CustomFunction, CustomOutput};
+use strata_query::functions::{CustomArg, CustomFunction, CustomOutput, WindowSeries};
 use strata_query::{FunctionRegistry, Labels, ValueType};
 use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::error::{CallFailure, PluginError};
 use crate::ingest::Counters;
-use crate::runtime::{CallLimits, Runtime, State, classify, new_store};
+use crate::runtime::{CallLimits, Pool, Runtime, State, classify, new_store};
 
 #[allow(missing_docs)] // generated
 mod bindings {
@@ -77,7 +77,7 @@ pub struct FunctionSig {
     pub result: Kind,
 }
 
-/// A loaded query-function plugin; every call instantiates afresh.
+/// A loaded query-function plugin; calls run in warm instances, dropped after a failure.
 pub struct FunctionPlugin {
     name: Arc<str>,
     functions: Vec<FunctionSig>,
@@ -85,6 +85,7 @@ pub struct FunctionPlugin {
     engine: wasmtime::Engine,
     config: Arc<Vec<(String, String)>>,
     limits: CallLimits,
+    pool: Pool<bindings::QueryFunction>,
     /// Counters, shared with the listing.
     pub counters: Counters,
 }
@@ -113,6 +114,7 @@ impl FunctionPlugin {
             engine,
             config: Arc::new(config),
             limits,
+            pool: Pool::new(),
             counters: Counters::default(),
         };
         let described = plugin
@@ -145,9 +147,12 @@ impl FunctionPlugin {
         f: impl FnOnce(&mut wasmtime::Store<State>, &bindings::QueryFunction) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let mut store = new_store(&self.engine, self.name.clone(), self.config.clone(), self.limits);
-        let result = self.pre.instantiate(&mut store).and_then(|b| f(&mut store, &b));
-        result.map_err(|err| {
+        let make = || {
+            let mut store = new_store(&self.engine, self.name.clone(), self.config.clone(), self.limits);
+            let b = self.pre.instantiate(&mut store);
+            (store, b)
+        };
+        self.pool.call(self.limits, make, f).map_err(|(store, err)| {
             let failure = classify(&store, &err, self.limits);
             self.counters.record(&failure);
             metrics::counter!("strata_plugin_failures_total", "plugin" => self.name.to_string(), "reason" => failure.reason())
@@ -164,6 +169,7 @@ impl FunctionPlugin {
                 CustomArg::Scalar(v) => wit::Argument::Scalar(*v),
                 CustomArg::String(s) => wit::Argument::String(s.clone()),
                 CustomArg::Vector(v) => wit::Argument::InstantVector(vector_to_batch(v, ts_ms)),
+                CustomArg::Matrix(m) => wit::Argument::RangeVector(matrix_to_batch(m)),
             })
             .collect();
         let result = self.run(|store, b| b.strata_plugin_function().call_call(store, function, ts_ms, &wit_args))?;
@@ -197,12 +203,32 @@ fn vector_to_batch(v: &[(Labels, f64)], ts: i64) -> Batch {
         timestamps: Vec::with_capacity(v.len()),
         values: Vec::with_capacity(v.len()),
     };
-    // Every distinct string crosses the boundary once (the batch is dictionary-encoded).
-    let mut dict: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    let mut dict = Dict::new();
     for (labels, value) in v {
+        dict.push_labels(&mut b, labels);
+        b.timestamps.push(ts);
+        b.values.push(*value);
+        b.series_sample_ends.push(b.timestamps.len() as u32);
+    }
+    b
+}
+
+/// Symbols interned once per batch: every distinct string crosses the boundary once.
+struct Dict<'a> {
+    ids: std::collections::HashMap<&'a str, u32>,
+}
+
+impl<'a> Dict<'a> {
+    fn new() -> Self {
+        Self {
+            ids: std::collections::HashMap::new(),
+        }
+    }
+
+    fn push_labels(&mut self, b: &mut Batch, labels: &'a Labels) {
         for l in labels.iter() {
             for s in [l.name.as_str(), l.value.as_str()] {
-                let id = *dict.entry(s).or_insert_with(|| {
+                let id = *self.ids.entry(s).or_insert_with(|| {
                     b.symbols.extend_from_slice(s.as_bytes());
                     b.symbol_ends.push(b.symbols.len() as u32);
                     (b.symbol_ends.len() - 1) as u32
@@ -211,8 +237,25 @@ fn vector_to_batch(v: &[(Labels, f64)], ts: i64) -> Batch {
             }
         }
         b.series_label_ends.push((b.label_refs.len() / 2) as u32);
-        b.timestamps.push(ts);
-        b.values.push(*value);
+    }
+}
+
+fn matrix_to_batch(m: &[WindowSeries]) -> Batch {
+    let samples: usize = m.iter().map(|s| s.values.len()).sum();
+    let mut b = Batch {
+        symbols: Vec::new(),
+        symbol_ends: Vec::new(),
+        label_refs: Vec::new(),
+        series_label_ends: Vec::with_capacity(m.len()),
+        series_sample_ends: Vec::with_capacity(m.len()),
+        timestamps: Vec::with_capacity(samples),
+        values: Vec::with_capacity(samples),
+    };
+    let mut dict = Dict::new();
+    for s in m {
+        dict.push_labels(&mut b, &s.labels);
+        b.timestamps.extend_from_slice(&s.timestamps);
+        b.values.extend_from_slice(&s.values);
         b.series_sample_ends.push(b.timestamps.len() as u32);
     }
     b

@@ -1,5 +1,6 @@
-//! Ingestion-protocol plugins: the generated bindings, the host imports, and one call = one
-//! fresh instance from a pre-linked [`InstancePre`](wasmtime::component::InstancePre).
+//! Ingestion-protocol plugins: the generated bindings, the host imports, and calls in warm
+//! instances (made from a pre-linked [`InstancePre`](wasmtime::component::InstancePre) and
+//! recycled; see `runtime::Pool`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use strata_ingest::MetricBatch;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::error::{CallFailure, PluginError};
-use crate::runtime::{CallLimits, Runtime, State, classify, new_store};
+use crate::runtime::{CallLimits, Pool, Runtime, State, classify, new_store};
 
 #[allow(missing_docs)] // generated
 pub(crate) mod bindings {
@@ -87,8 +88,8 @@ impl Counters {
     }
 }
 
-/// A loaded ingestion plugin. Cheap to share (`Arc`); every call instantiates afresh, so a
-/// trap in one request cannot leak state into the next.
+/// A loaded ingestion plugin. Cheap to share (`Arc`); calls run in warm instances, and an
+/// instance that failed is dropped, so a trap in one request cannot break the next.
 pub struct IngestPlugin {
     name: Arc<str>,
     info: IngestInfo,
@@ -96,6 +97,7 @@ pub struct IngestPlugin {
     engine: wasmtime::Engine,
     config: Arc<Vec<(String, String)>>,
     limits: CallLimits,
+    pool: Pool<bindings::IngestProtocol>,
     /// Counters, shared with the listing.
     pub counters: Counters,
 }
@@ -166,6 +168,7 @@ impl IngestPlugin {
             engine,
             config: Arc::new(config),
             limits,
+            pool: Pool::new(),
             counters: Counters::default(),
         };
         let info = plugin
@@ -196,15 +199,18 @@ impl IngestPlugin {
         self.limits
     }
 
-    /// Runs `f` in a fresh instance under the limits, mapping any failure to a named reason.
+    /// Runs `f` in a warm (or new) instance under the limits, mapping any failure to a named reason.
     fn call<R>(
         &self,
         f: impl FnOnce(&mut wasmtime::Store<State>, &bindings::IngestProtocol) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let mut store = new_store(&self.engine, self.name.clone(), self.config.clone(), self.limits);
-        let result = self.pre.instantiate(&mut store).and_then(|b| f(&mut store, &b));
-        result.map_err(|err| {
+        let make = || {
+            let mut store = new_store(&self.engine, self.name.clone(), self.config.clone(), self.limits);
+            let b = self.pre.instantiate(&mut store);
+            (store, b)
+        };
+        self.pool.call(self.limits, make, f).map_err(|(store, err)| {
             let failure = classify(&store, &err, self.limits);
             self.fail(failure)
         })

@@ -1,8 +1,9 @@
 //! Line-framed TCP for ingestion plugins that declare `line-framed` (Influx `:8089`, Graphite
 //! `:2003`, OpenTSDB telnet `:4242`). The host frames: it reads whole lines, batches up to
 //! [`MAX_CHUNK`] bytes (or whatever has arrived) and hands each chunk to the plugin's `parse` in a
-//! fresh instance. A chunk that fails (bad line, plugin failure, validation) is logged and
+//! plugin instance. A chunk that fails (bad line, plugin failure, validation) is logged and
 //! counted and dropped; the connection goes on, as line protocols over TCP have no way to answer.
+//! [`serve_udp`] takes one datagram of whole lines as one chunk.
 
 use std::sync::Arc;
 
@@ -62,6 +63,38 @@ pub async fn serve_tcp(
                 }
             }
         });
+    }
+}
+
+/// The largest UDP datagram accepted (the IPv4 maximum payload).
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// Receives datagrams on `socket` forever, feeding each (whole lines, as Influx, Graphite and
+/// StatsD-style clients send) to plugin `plugin`. A datagram that fails is dropped and counted.
+pub async fn serve_udp(
+    socket: tokio::net::UdpSocket,
+    host: Arc<PluginHost>,
+    plugin: String,
+    sink: Arc<dyn SampleSink>,
+    limits: IngestLimits,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let n = match socket.recv_from(&mut buf).await {
+            Ok((n, _)) => n,
+            Err(e) => {
+                tracing::debug!(plugin = %plugin, error = %e, "UDP receive failed");
+                continue;
+            }
+        };
+        if n == 0 {
+            continue;
+        }
+        let body = buf[..n].to_vec();
+        let (host, name, sink, limits) = (host.clone(), plugin.clone(), sink.clone(), limits.clone());
+        // Datagrams are processed one at a time: UDP has no back-pressure, so a burst queues
+        // in the socket buffer (and overflows there) instead of in our memory.
+        let _ = tokio::task::spawn_blocking(move || ingest_chunk(&host, &name, &*sink, &limits, &body)).await;
     }
 }
 

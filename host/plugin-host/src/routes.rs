@@ -1,7 +1,7 @@
 //! HTTP: ingestion plugins on their paths, and the plugin admin API.
 //!
 //! An ingestion request runs: read body (server limit) → decompress (`gzip` or identity,
-//! bounded by `max_decompressed_bytes`) → the plugin parses in a fresh instance on a blocking
+//! bounded by `max_decompressed_bytes`) → the plugin parses in a plugin instance on a blocking
 //! thread → [`IngestLimits::validate`] → [`SampleSink::push`]. All-or-nothing, like the
 //! built-in endpoints; success is `204 No Content` (what Influx clients expect).
 
@@ -125,6 +125,46 @@ pub fn ingest_routes(host: Arc<PluginHost>, sink: Arc<dyn SampleSink>, limits: I
     router
 }
 
+/// Insert-role routes: every ingestion mount again under `/insert/{tenant}/{plugin}{path}`
+/// (e.g. `/insert/0/influx/write`, as VictoriaMetrics' cluster), and mounts under `/api/v1/`
+/// also under `/insert/{tenant}/prometheus{path}` (e.g. `/insert/0/prometheus/api/v1/import/csv`).
+/// The tenant is `accountID` or `accountID:projectID`.
+pub fn tenant_ingest_routes(host: Arc<PluginHost>, sink: Arc<dyn SampleSink>, limits: IngestLimits) -> Router {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.concurrency()));
+    let mut router = Router::new();
+    for (plugin, path) in host.http_mounts() {
+        let mut paths = vec![format!("/insert/{{tenant}}/{plugin}{path}")];
+        if path.starts_with("/api/v1/") {
+            paths.push(format!("/insert/{{tenant}}/prometheus{path}"));
+        }
+        let state = IngestState {
+            host: host.clone(),
+            plugin,
+            sink: sink.clone(),
+            limits: limits.clone(),
+            slots: slots.clone(),
+        };
+        for p in paths {
+            router = router.route(&p, post(tenant_ingest).with_state(state.clone()));
+        }
+    }
+    router
+}
+
+/// Parses a tenant path segment: `accountID` or `accountID:projectID`.
+pub fn parse_tenant(segment: &str) -> Result<Tenant, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "invalid tenant {segment:?}: want accountID or accountID:projectID"
+        ))
+    };
+    let (account, project) = segment.split_once(':').unwrap_or((segment, "0"));
+    Ok(Tenant {
+        account_id: account.parse().map_err(|_| bad())?,
+        project_id: project.parse().map_err(|_| bad())?,
+    })
+}
+
 /// `GET /api/v1/plugins` (the listing) and `POST /api/v1/plugins/reload`.
 pub fn admin_routes(host: Arc<PluginHost>) -> Router {
     Router::new()
@@ -169,7 +209,24 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match ingest_inner(st, params, headers, body).await {
+    match ingest_inner(st, Tenant::default(), params, headers, body).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn tenant_ingest(
+    State(st): State<IngestState>,
+    axum::extract::Path(tenant): axum::extract::Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = match parse_tenant(&tenant) {
+        Ok(tenant) => ingest_inner(st, tenant, params, headers, body).await,
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }
@@ -177,6 +234,7 @@ async fn ingest(
 
 async fn ingest_inner(
     st: IngestState,
+    tenant: Tenant,
     params: Vec<(String, String)>,
     headers: HeaderMap,
     body: Body,
@@ -210,7 +268,7 @@ async fn ingest_inner(
         if batch.is_empty() {
             return Ok(0);
         }
-        sink.push(Tenant::default(), &batch).map_err(|e| match e {
+        sink.push(tenant, &batch).map_err(|e| match e {
             SinkError::Unavailable(m) => ApiError::unavailable(m),
             SinkError::Rejected(m) => ApiError::bad_request(m),
         })?;

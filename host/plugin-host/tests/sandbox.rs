@@ -68,7 +68,11 @@ fn panic_is_a_trap() {
 
 #[test]
 fn huge_output_within_memory_is_delivered_and_beyond_it_fails() {
-    let host = hostile_host();
+    // This is about memory: a generous deadline so a loaded machine cannot turn the expected
+    // out-of-memory into a timeout.
+    let mut spec = spec("hostile", "strata_hostile");
+    spec.limits.timeout = std::time::Duration::from_secs(20);
+    let host = PluginHost::load(HostOptions::default(), vec![spec]).unwrap();
     let plugin = host.ingest_plugin("hostile").unwrap();
     let mut out = MetricBatch::new();
     plugin

@@ -91,6 +91,20 @@ pub enum CustomArg {
     String(String),
     /// An instant vector: labels and values.
     Vector(Vec<(Labels, f64)>),
+    /// A range vector: every series with its samples inside this step's window (series with
+    /// none are left out; stale markers are removed).
+    Matrix(Vec<WindowSeries>),
+}
+
+/// One series of a range-vector argument at one step, columnar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowSeries {
+    /// Labels (with `__name__`).
+    pub labels: Labels,
+    /// Sample timestamps (ms), ascending.
+    pub timestamps: Vec<i64>,
+    /// Sample values, one per timestamp.
+    pub values: Vec<f64>,
 }
 
 /// What a registered function returns at one step.
@@ -151,10 +165,8 @@ pub enum RegisterError {
     /// Name does not look like a PromQL identifier.
     #[error("invalid function name {0:?}")]
     BadName(String),
-    /// Custom functions take scalars, strings and instant vectors, and return scalars or vectors.
-    #[error(
-        "function {0:?}: custom functions take scalar, string or instant vector arguments and return a scalar or an instant vector"
-    )]
+    /// Custom functions return scalars or instant vectors.
+    #[error("function {0:?}: custom functions return a scalar or an instant vector")]
     BadSignature(String),
 }
 
@@ -292,10 +304,7 @@ impl FunctionRegistry {
         if !valid || crate::ast::AggOp::from_name(name).is_some() {
             return Err(RegisterError::BadName(name.to_string()));
         }
-        if arg_types.contains(&ValueType::Matrix)
-            || !matches!(return_type, ValueType::Scalar | ValueType::Vector)
-            || variadic < -1
-        {
+        if !matches!(return_type, ValueType::Scalar | ValueType::Vector) || variadic < -1 {
             return Err(RegisterError::BadSignature(name.to_string()));
         }
         if self.funcs.contains_key(name) {

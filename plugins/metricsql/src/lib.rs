@@ -1,7 +1,7 @@
 //! MetricsQL-compatible functions PromQL lacks (semantics as VictoriaMetrics documents them).
 //!
 //! Range-vector functions (one result per series, `__name__` dropped as for PromQL's
-//! `*_over_time`): `median_over_time`, `mad_over_time` (median absolute deviation),
+//! `*_over_time`): `median_over_time`,
 //! `zscore_over_time` (z-score of the last sample within the window), `distinct_over_time`
 //! (distinct values), `increases_over_time` / `decreases_over_time` (how often the value rose /
 //! fell), `range_over_time` (max - min), `lifetime` (seconds between the first and the last
@@ -18,9 +18,10 @@ use strata_plugin_sdk::{Argument, Batch, BatchBuilder, FunctionInfo, FunctionPlu
 /// The plugin.
 pub struct MetricsQl;
 
-const RANGE_FUNCS: [&str; 12] = [
+// `mad_over_time` is not here: PromQL has it built in (Prometheus 3), and a plugin function may
+// not shadow a built-in.
+const RANGE_FUNCS: [&str; 11] = [
     "median_over_time",
-    "mad_over_time",
     "zscore_over_time",
     "distinct_over_time",
     "increases_over_time",
@@ -137,11 +138,6 @@ pub fn window_value(name: &str, samples: &[(i64, f64)], eval_ts: i64) -> Option<
         "tmax_over_time" => t_of(|a, b| a > b),
         "tfirst_over_time" => secs(samples[0].0),
         "median_over_time" => median(&mut v),
-        "mad_over_time" => {
-            let m = median(&mut v.clone());
-            let mut dev: Vec<f64> = v.iter().map(|x| (x - m).abs()).collect();
-            median(&mut dev)
-        }
         "zscore_over_time" => {
             let n = v.len() as f64;
             let mean = v.iter().sum::<f64>() / n;

@@ -443,7 +443,7 @@ fn eval_custom(
                         .map(|s| (s.labels.clone(), s.vals[i]))
                         .collect(),
                 ),
-                Val::Matrix(_) => CustomArg::Vector(vec![]),
+                Val::Matrix(m) => CustomArg::Matrix(custom_window(m, i)),
             })
             .collect();
         match (f.call(&cargs, ctx.t(i)).map_err(QueryError::Eval)?, ret) {
@@ -476,9 +476,91 @@ fn eval_custom(
     })
 }
 
+/// The samples of every series of `m` inside step `i`'s window, as range functions see them
+/// (`ts` in `[ref - range, ref]`).
+fn custom_window(m: &super::MatrixVal, i: usize) -> Vec<crate::functions::WindowSeries> {
+    let Some(&end) = m.refs.get(i) else {
+        return Vec::new();
+    };
+    let start = end.saturating_sub(m.range);
+    m.series
+        .iter()
+        .filter_map(|s| {
+            let lo = s.ts.partition_point(|&t| t < start);
+            let hi = s.ts.partition_point(|&t| t <= end).max(lo);
+            (hi > lo).then(|| crate::functions::WindowSeries {
+                labels: s.labels.clone(),
+                timestamps: s.ts[lo..hi].to_vec(),
+                values: s.vals[lo..hi].to_vec(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts the samples of each series in the window, once per step over all series.
+    struct WindowLen;
+
+    impl crate::functions::CustomFunction for WindowLen {
+        fn call(&self, args: &[CustomArg], _ts: i64) -> Result<CustomOutput, String> {
+            let [CustomArg::Matrix(m)] = args else {
+                return Err(format!("want one range vector, got {args:?}"));
+            };
+            Ok(CustomOutput::Vector(
+                m.iter()
+                    .map(|s| (s.labels.without_name(), s.values.len() as f64))
+                    .collect(),
+            ))
+        }
+    }
+
+    #[test]
+    fn custom_functions_take_range_vectors() {
+        use crate::{Engine, FunctionRegistry, MemSource, QueryOptions, QueryValue};
+        let mut reg = FunctionRegistry::with_builtins();
+        reg.register(
+            "window_len",
+            vec![ValueType::Matrix],
+            0,
+            ValueType::Vector,
+            std::sync::Arc::new(WindowLen),
+        )
+        .unwrap();
+        let mut src = MemSource::new();
+        src.add(
+            Labels::from_pairs([("__name__", "m"), ("a", "b")]),
+            (0..10).map(|k| (k * 10_000, k as f64)),
+        );
+        let e = Engine::with_registry(
+            std::sync::Arc::new(src),
+            std::sync::Arc::new(reg),
+            QueryOptions::default(),
+        );
+        let QueryValue::Vector(v) = e.instant_query("window_len(m[30s])", 90_000).unwrap().value else {
+            panic!("not a vector");
+        };
+        // The same samples as the built-in range functions see.
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].v, custom_window_len_expected());
+        assert_eq!(v[0].labels.get("__name__"), "");
+    }
+
+    fn custom_window_len_expected() -> f64 {
+        // Mirrors the window the built-in range functions use.
+        let mut src = crate::MemSource::new();
+        src.add(
+            Labels::from_pairs([("__name__", "m")]),
+            (0..10).map(|k| (k * 10_000, k as f64)),
+        );
+        let e = crate::Engine::new(std::sync::Arc::new(src), crate::QueryOptions::default());
+        let crate::QueryValue::Vector(v) = e.instant_query("count_over_time(m[30s])", 90_000).unwrap().value else {
+            panic!("not a vector");
+        };
+        v[0].v
+    }
 
     #[test]
     fn dates() {
