@@ -10,6 +10,7 @@
 //! option structs so that they do not depend on this crate.
 
 pub mod agent;
+pub mod auth;
 pub mod cluster;
 pub mod plugins;
 pub mod units;
@@ -192,6 +193,10 @@ pub struct ApplianceConfig {
     pub agent: agent::AgentConfig,
     /// `[cluster]`: storage, insert and select roles.
     pub cluster: cluster::ClusterConfig,
+    /// `[auth]`: tokens, roles and tenants (empty = authentication off).
+    pub auth: auth::AuthConfig,
+    /// `[limits]`: concurrency limits and query limits.
+    pub limits: auth::LimitsConfig,
 }
 
 /// `[log]`: logging.
@@ -214,6 +219,11 @@ pub struct HttpConfig {
     pub max_request_body: ByteSize,
     /// How long graceful shutdown waits for in-flight requests before closing them.
     pub shutdown_timeout: HumanDuration,
+    /// PEM certificate chain; with `tls_key_file`, the listener speaks HTTPS only. Reloaded
+    /// when the file changes.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -222,6 +232,8 @@ impl Default for HttpConfig {
             listen_addr: None,
             max_request_body: ByteSize::mib(32),
             shutdown_timeout: HumanDuration::from_secs(10),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -349,6 +361,14 @@ impl ApplianceConfig {
     /// Checks the values that parse but are out of range. Call again after applying flags.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.cluster.validate()?;
+        self.auth.validate()?;
+        self.limits.validate()?;
+        if self.http.tls_cert_file.is_some() != self.http.tls_key_file.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "http.tls_cert_file",
+                message: "http.tls_cert_file and http.tls_key_file go together: set both or neither".into(),
+            });
+        }
         let retention = self.storage.retention_period;
         if retention < MIN_RETENTION || retention > MAX_RETENTION {
             return Err(ConfigError::Invalid {

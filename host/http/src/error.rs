@@ -24,6 +24,11 @@ pub enum ErrorType {
     Timeout,
     /// Our fault (500).
     Internal,
+    /// No or unknown credentials (401). Not one of Prometheus' own types, which has no
+    /// authentication; same shape, so clients show the message.
+    Unauthorized,
+    /// Valid credentials without the right role or tenant (403).
+    Forbidden,
 }
 
 impl ErrorType {
@@ -37,6 +42,8 @@ impl ErrorType {
             ErrorType::Unavailable => "unavailable",
             ErrorType::Timeout => "timeout",
             ErrorType::Internal => "internal",
+            ErrorType::Unauthorized => "unauthorized",
+            ErrorType::Forbidden => "forbidden",
         }
     }
 }
@@ -87,6 +94,17 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorType::Unavailable, message)
     }
 
+    /// 401 unauthorized: no credentials or unknown ones. The response carries
+    /// `WWW-Authenticate` challenges for Basic (so browsers prompt) and Bearer.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, ErrorType::Unauthorized, message)
+    }
+
+    /// 403 forbidden: the credentials are valid but lack the role or the tenant.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorType::Forbidden, message)
+    }
+
     /// 500 internal: a bug or an unexpected failure on our side.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorType::Internal, message)
@@ -113,6 +131,17 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            let headers = response.headers_mut();
+            headers.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"strata\", charset=\"UTF-8\""),
+            );
+            headers.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"strata\""),
+            );
         }
         response
     }
@@ -144,5 +173,22 @@ mod tests {
         let response = ApiError::unavailable("busy").into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(response.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn unauthorized_challenges_basic_and_bearer() {
+        let response = ApiError::unauthorized("who are you").into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let challenges: Vec<_> = response.headers().get_all(header::WWW_AUTHENTICATE).iter().collect();
+        assert_eq!(challenges.len(), 2);
+        assert!(challenges[0].to_str().unwrap().starts_with("Basic "));
+        let forbidden = ApiError::forbidden("no");
+        assert!(forbidden.body().contains("\"errorType\":\"forbidden\""));
+        assert!(
+            !forbidden
+                .into_response()
+                .headers()
+                .contains_key(header::WWW_AUTHENTICATE)
+        );
     }
 }

@@ -5,17 +5,21 @@
 //! behaviour (limits, metrics, error shape for unknown paths) wraps all of them.
 
 pub mod admin_api;
+pub mod auth;
 pub mod error;
 pub mod ingest_api;
+pub mod limits;
 pub mod local;
 mod params;
 pub mod query_api;
 pub mod self_metrics;
 pub mod storage_api;
+pub mod tls;
 pub mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -39,10 +43,23 @@ pub struct HttpOptions {
     pub shutdown_timeout: Duration,
 }
 
+/// TLS, authentication and query concurrency of a listener. The default is plain HTTP, no
+/// authentication, and the default query limits.
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    /// Serve HTTPS with this certificate (reloaded when the files change).
+    pub tls: Option<tls::TlsOptions>,
+    /// Tokens, roles and tenants; no tokens = authentication off.
+    pub auth: auth::AuthOptions,
+    /// Query concurrency and queue wait.
+    pub limits: limits::LimitOptions,
+}
+
 /// Assembles the router of a role: the operational endpoints plus the routes other crates add.
 pub struct ServerBuilder {
     router: Router,
     options: HttpOptions,
+    security: Security,
 }
 
 impl ServerBuilder {
@@ -54,7 +71,18 @@ impl ServerBuilder {
             .route("/-/ready", get(health))
             .route("/metrics", get(render_metrics))
             .with_state(metrics);
-        Self { router, options }
+        Self {
+            router,
+            options,
+            security: Security::default(),
+        }
+    }
+
+    /// Sets authentication and query limits for [`ServerBuilder::build`]; pass the same value to
+    /// [`serve_secure`] for TLS.
+    pub fn security(mut self, security: Security) -> Self {
+        self.security = security;
+        self
     }
 
     /// Adds routes from another crate.
@@ -66,11 +94,23 @@ impl ServerBuilder {
     /// The finished router with limits, metrics and fallbacks applied.
     pub fn build(self) -> Router {
         let limit = self.options.max_request_body;
-        self.router
+        let limiter = limits::QueryLimiter::new(&self.security.limits);
+        // Layers run outside in: metrics, authentication (before anything costs a slot), query
+        // slots, body limit, handler.
+        let mut router = self
+            .router
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(middleware::from_fn(move |req, next| limit_body(limit, req, next)))
-            .layer(middleware::from_fn(record_request))
+            .layer(middleware::from_fn(move |req, next| {
+                limits::limit_queries(Arc::clone(&limiter), req, next)
+            }));
+        if let Some(authenticator) = auth::Authenticator::new(&self.security.auth) {
+            router = router.layer(middleware::from_fn(move |req, next| {
+                auth::authorize(Arc::clone(&authenticator), req, next)
+            }));
+        }
+        router.layer(middleware::from_fn(record_request))
     }
 
     /// The options this server was built with.
@@ -174,13 +214,68 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then waits up to `timeout` for
-/// in-flight requests to finish before returning.
+/// in-flight requests to finish before returning. Plain HTTP; see [`serve_secure`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_secure(listener, router, &Security::default(), timeout, shutdown).await
+}
+
+/// As [`serve`], with HTTPS when `security.tls` is set (a bad certificate or key fails here,
+/// naming the file). Warns when a non-loopback address is served without TLS or tokens.
+pub async fn serve_secure(
+    listener: TcpListener,
+    router: Router,
+    security: &Security,
+    timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    warn_if_exposed(local, security);
+    match &security.tls {
+        Some(options) => {
+            let listener = tls::TlsListener::new(listener, options.clone())?;
+            tracing::info!(addr = %local, cert = %options.cert_file.display(), "serving HTTPS");
+            serve_on(listener, router, timeout, shutdown).await
+        }
+        None => serve_on(listener, router, timeout, shutdown).await,
+    }
+}
+
+/// Logs what is missing when `addr` is reachable from other hosts.
+fn warn_if_exposed(addr: SocketAddr, security: &Security) -> bool {
+    if addr.ip().is_loopback() {
+        return false;
+    }
+    let tls = security.tls.is_some();
+    let auth = !security.auth.tokens.is_empty();
+    if tls && auth {
+        return false;
+    }
+    let missing = match (tls, auth) {
+        (false, false) => {
+            "without TLS and without authentication: anyone who can reach it can read, write and delete data"
+        }
+        (false, true) => "without TLS: tokens and data cross the network in clear text",
+        _ => "without authentication: anyone who can reach it can read, write and delete data",
+    };
+    tracing::warn!(%addr, "listening on a non-loopback address {missing}; set http.tls_cert_file/tls_key_file and [[auth.tokens]] (docs/operations.md#security)");
+    true
+}
+
+async fn serve_on<L>(
+    listener: L,
+    router: Router,
+    timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
         let _ = stop_rx.await;

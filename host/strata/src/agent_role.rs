@@ -78,7 +78,9 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot load the scrape configuration {}", scrape_file.display()))?;
     let manager = Arc::new(manager);
 
+    let security = crate::security::http_security(&config)?;
     let router = ServerBuilder::new(http_options.clone(), metrics)
+        .security(security.clone())
         .merge(strata_agent::api::routes(Arc::clone(&manager)))
         .build();
     tracing::info!(
@@ -88,9 +90,10 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
 
     let hup = spawn_sighup_reload(Arc::clone(&manager));
 
-    let served = strata_http::serve(
+    let served = strata_http::serve_secure(
         listener,
         router,
+        &security,
         http_options.shutdown_timeout,
         crate::shutdown::signal(),
     )

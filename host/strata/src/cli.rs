@@ -107,6 +107,23 @@ pub struct Overrides {
     /// cluster.select_listen_addr: the storage role's select RPC address (default 127.0.0.1:8401).
     #[arg(long, global = true, value_name = "ADDR")]
     pub select_listen_addr: Option<SocketAddr>,
+
+    /// http.tls_cert_file: PEM certificate chain; with --tls-key-file the HTTP listener serves
+    /// HTTPS only (reloaded when the file changes).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// http.tls_key_file: PEM private key of --tls-cert-file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// limits.max_concurrent_queries: queries run at once (0 = twice the CPU count).
+    #[arg(long, global = true, value_name = "N")]
+    pub max_concurrent_queries: Option<usize>,
+
+    /// limits.max_concurrent_ingest: ingestion requests processed at once (0 = twice the CPU count).
+    #[arg(long, global = true, value_name = "N")]
+    pub max_concurrent_ingest: Option<usize>,
 }
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {
@@ -152,6 +169,18 @@ impl Overrides {
         }
         if let Some(addr) = self.select_listen_addr {
             config.cluster.select_listen_addr = addr;
+        }
+        if let Some(path) = &self.tls_cert_file {
+            config.http.tls_cert_file = Some(path.clone());
+        }
+        if let Some(path) = &self.tls_key_file {
+            config.http.tls_key_file = Some(path.clone());
+        }
+        if let Some(n) = self.max_concurrent_queries {
+            config.limits.max_concurrent_queries = n;
+        }
+        if let Some(n) = self.max_concurrent_ingest {
+            config.limits.max_concurrent_ingest = n;
         }
     }
 }

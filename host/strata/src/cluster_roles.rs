@@ -13,7 +13,6 @@ use strata_cluster::server;
 use strata_config::{ApplianceConfig, Role};
 use strata_http::storage_api::StorageApiOptions;
 use strata_http::{BuildInfo, HttpOptions, MetricsHandle, ServerBuilder, admin_api, ingest_api, storage_api};
-use strata_query::QueryOptions;
 use strata_storage::{Storage, Tenant};
 
 /// Runs `role` (storage, insert or select) until SIGINT or SIGTERM.
@@ -47,7 +46,8 @@ fn metrics(role: Role) -> MetricsHandle {
 }
 
 async fn serve_http(config: &ApplianceConfig, role: Role, builder: ServerBuilder) -> anyhow::Result<()> {
-    let router = builder.build();
+    let security = crate::security::http_security(config)?;
+    let router = builder.security(security.clone()).build();
     let addr = config.http.listen_addr_for(role);
     let listener = strata_http::bind(addr).await?;
     let local = listener.local_addr().context("cannot read the bound address")?;
@@ -55,9 +55,10 @@ async fn serve_http(config: &ApplianceConfig, role: Role, builder: ServerBuilder
         version = env!("CARGO_PKG_VERSION"),
         "strata {role} listening on http://{local}"
     );
-    strata_http::serve(
+    strata_http::serve_secure(
         listener,
         router,
+        &security,
         config.http.shutdown_timeout.get(),
         crate::shutdown::signal(),
     )
@@ -116,7 +117,7 @@ async fn storage(config: ApplianceConfig) -> anyhow::Result<()> {
             Arc::clone(&storage),
             StorageApiOptions {
                 tenant: Tenant::default(),
-                max_series: QueryOptions::default().max_series,
+                max_series: crate::security::query_options(&config).max_series,
             },
         ))
         .merge(admin_api::routes(Arc::clone(&storage)));
@@ -165,7 +166,7 @@ async fn select(config: ApplianceConfig) -> anyhow::Result<()> {
         replication_factor = config.cluster.replication_factor,
         "select role"
     );
-    let query = QueryOptions::default();
+    let query = crate::security::query_options(&config);
     let cluster = Arc::new(SelectCluster::new(
         &nodes,
         config.cluster.replication_factor,

@@ -17,7 +17,6 @@ use strata_http::{
     BuildInfo, HttpOptions, MetricsHandle, ServerBuilder, admin_api, ingest_api, query_api, storage_api, ui,
 };
 use strata_ingest::{IngestLimits, SampleSink};
-use strata_query::QueryOptions;
 use strata_storage::data::TableOptions;
 use strata_storage::index::IndexOptions;
 use strata_storage::{Storage, StorageOptions, Tenant};
@@ -68,6 +67,8 @@ pub fn ingest_limits(config: &ApplianceConfig) -> IngestLimits {
         max_future_ms: i64::try_from(ingest.max_future_offset.get().as_millis()).unwrap_or(i64::MAX),
         // Data that retention would delete at once is refused instead.
         max_age_ms: Some(i64::try_from(config.storage.retention_period.get().as_millis()).unwrap_or(i64::MAX)),
+        max_concurrent_requests: config.limits.max_concurrent_ingest,
+        max_queue_wait_ms: u64::try_from(config.limits.ingest_queue_wait.get().as_millis()).unwrap_or(u64::MAX),
         ..IngestLimits::default()
     }
 }
@@ -94,7 +95,8 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         max_request_body: config.http.max_request_body.bytes(),
         shutdown_timeout: config.http.shutdown_timeout.get(),
     };
-    let query_options = QueryOptions::default();
+    let query_options = crate::security::query_options(&config);
+    let security = crate::security::http_security(&config)?;
     let source = StorageSource::new(Arc::clone(&storage), Tenant::default(), query_options.max_series);
     let max_series = query_options.max_series;
     let addr = config.http.listen_addr_for(Role::Single);
@@ -125,6 +127,7 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     };
 
     let mut builder = ServerBuilder::new(http_options.clone(), metrics)
+        .security(security.clone())
         .merge(ingest_api::routes(
             Arc::new(StorageSink::new(Arc::clone(&storage))),
             ingest_limits(&config),
@@ -154,9 +157,10 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         "strata single node listening on http://{local}"
     );
 
-    let served = strata_http::serve(
+    let served = strata_http::serve_secure(
         listener,
         router,
+        &security,
         http_options.shutdown_timeout,
         crate::shutdown::signal(),
     )
