@@ -5,6 +5,7 @@ mod agent_role;
 mod cli;
 mod cluster_roles;
 mod logging;
+mod plugins_wiring;
 mod security;
 mod shutdown;
 mod single;

@@ -127,16 +127,23 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     };
 
     let mut builder = ServerBuilder::new(http_options.clone(), metrics)
+    // WebAssembly plugins: ingest mounts, TCP/UDP listeners, query functions (plugins_wiring.rs).
+    let plugin_sink: Arc<dyn SampleSink> = Arc::new(StorageSink::new(Arc::clone(&storage)));
+    let plugins =
+        crate::plugins_wiring::Plugins::start(&config, Arc::clone(&plugin_sink), ingest_limits(&config)).await?;
+
         .security(security.clone())
         .merge(ingest_api::routes(
             Arc::new(StorageSink::new(Arc::clone(&storage))),
             ingest_limits(&config),
         ))
-        .merge(query_api::routes(
+        .merge(query_api::routes_with_registry(
             Arc::new(source),
             QueryApiOptions { engine: query_options },
         ))
+            plugins.registry()?,
         .merge(storage_api::routes(
+        .merge(plugins.routes(plugin_sink, ingest_limits(&config)))
             Arc::clone(&storage),
             StorageApiOptions {
                 tenant: Tenant::default(),
@@ -172,6 +179,7 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     }
     if let Some(manager) = scraper {
         tracing::info!("HTTP server stopped; stopping scrapes");
+    plugins.stop().await;
         tokio::task::spawn_blocking(move || manager.shutdown())
             .await
             .context("scrape shutdown task failed")?;
