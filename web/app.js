@@ -83,10 +83,12 @@ function fmtDuration(s) {
 async function statusPage(root) {
   root.innerHTML = `<h1>Status</h1><div id="serror" class="error" role="alert" hidden></div><div class="card-grid" id="sout"><p class="muted">Loading…</p></div>`;
   try {
-    const [build, metrics, tsdb] = await Promise.all([
+    const [build, metrics, tsdb, config] = await Promise.all([
       api('/api/v1/status/buildinfo', {}, 'status-build'),
       text('/metrics', 'status-metrics'),
       api('/api/v1/status/tsdb', { topN: 1 }, 'status-tsdb').catch(() => null),
+      // Roles without the endpoint (404) show a note instead; other errors are shown as such.
+      api('/api/v1/status/config', {}, 'status-config').catch((e) => (isAbort(e) ? Promise.reject(e) : { error: e })),
     ]);
     const all = parseMetrics(metrics);
     const sum = (name) => all.filter((m) => m.name === name).reduce((a, m) => a + m.value, 0);
@@ -105,13 +107,24 @@ async function statusPage(root) {
     document.getElementById('sout').innerHTML = `
       <section class="card"><h2>Build</h2>${kv([['Application', build.application || 'strata'], ['Version', build.strataVersion || ''], ['Prometheus API', build.version]])}</section>
       <section class="card"><h2>Process</h2>${proc.length ? kv(proc) : '<p class="muted">This node does not export process metrics.</p>'}</section>
-      <section class="card wide"><h2>Storage and ingest</h2>${storage.length ? kv(storage) : '<p class="muted">No storage metrics exported yet.</p>'}<p><a href="/metrics">All metrics (/metrics)</a></p></section>`;
+      <section class="card wide"><h2>Storage and ingest</h2>${storage.length ? kv(storage) : '<p class="muted">No storage metrics exported yet.</p>'}<p><a href="/metrics">All metrics (/metrics)</a></p></section>
+      <section class="card wide" aria-labelledby="config-title"><h2 id="config-title">Configuration</h2>${configCard(config)}</section>`;
   } catch (e) {
     if (isAbort(e)) return;
     const el = document.getElementById('serror');
     el.hidden = false;
     el.textContent = `Error: ${e.message}`;
   }
+}
+
+/** The effective appliance.toml (secrets redacted by the server), or why it is not shown. */
+function configCard(config) {
+  if (config && typeof config.toml === 'string') {
+    return `<p class="muted">In effect now: appliance.toml with defaults and command-line flags applied; secrets are redacted.</p><pre class="json config-toml" id="config-toml" tabindex="0" aria-label="Effective configuration">${esc(config.toml)}</pre>`;
+  }
+  const e = config?.error;
+  if (e && e.status === 404) return '<p class="muted">This node does not publish its configuration.</p>';
+  return `<div class="error" role="alert">Cannot load the configuration: ${esc(e?.message || 'no answer')}</div>`;
 }
 
 async function targetsPage(root) {

@@ -1,5 +1,6 @@
-//! The agent role end to end: a real `strata agent` scrapes HTTP targets served by this test
-//! (and a real node_exporter when installed) and remote-writes into a real `strata single`.
+//! The agent role end to end: a real `strata agent` scrapes HTTP and HTTPS targets served by
+//! this test (and a real node_exporter when installed) and remote-writes (1.0 or 2.0) into a
+//! real `strata single`, which also scrapes itself.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -353,4 +354,182 @@ fn agent_reloads_on_sighup_and_scrapes_itself() {
     let reply = agent.poll("/api/v1/targets", Duration::from_secs(10), |r| r.body.contains(&b.addr));
     assert!(reply.body.contains(&b.addr), "{}", reply.body);
     assert!(!reply.body.contains(&a.addr), "{}", reply.body);
+}
+
+/// An HTTPS target on 127.0.0.1 with a self-signed certificate for `localhost` and
+/// `127.0.0.1`, serving `agent_e2e_tls 1`; returns its address and the certificate's PEM.
+fn https_target() -> (String, String) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let cert_pem = made.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(made.key_pair.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![made.cert.der().clone()], key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { continue };
+            let config = Arc::clone(&config);
+            std::thread::spawn(move || {
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match tls.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let body = "# TYPE agent_e2e_tls gauge\nagent_e2e_tls 1\n";
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    (addr, cert_pem)
+}
+
+#[test]
+fn agent_scrapes_https_targets_with_tls_config() {
+    let node = Strata::single();
+    let (addr, cert_pem) = https_target();
+    let dir = tempfile::tempdir().unwrap();
+    // A relative ca_file is relative to prometheus.yml's directory.
+    std::fs::write(dir.path().join("target-ca.pem"), cert_pem).unwrap();
+    let job = |name: &str, tls: &str| {
+        format!(
+            "  - job_name: {name}\n    scheme: https\n    tls_config: {tls}\n    static_configs: [{{targets: ['{addr}']}}]\n"
+        )
+    };
+    let jobs = [
+        job("tls_ca", "{ca_file: target-ca.pem}"),
+        job("tls_sni", "{ca_file: target-ca.pem, server_name: localhost}"),
+        job("tls_insecure", "{insecure_skip_verify: true}"),
+        job("tls_untrusted", "{}"),
+    ]
+    .concat();
+    let config = agent_config(dir.path(), &jobs, &format!("{}/api/v1/write", node.base_url()));
+    let agent = start_agent(&config);
+
+    let ups = query_until(&node, "up{job=~\"tls_.*\"}", Duration::from_secs(30), |a| a.len() == 4);
+    let up_of = |job: &str| {
+        ups.iter()
+            .find(|s| s["metric"]["job"] == job)
+            .map(|s| s["value"][1].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("no up for {job}: {ups:?}"))
+    };
+    for job in ["tls_ca", "tls_sni", "tls_insecure"] {
+        assert_eq!(up_of(job), "1", "{job}: {}", target_health(&agent, job));
+    }
+    assert_eq!(up_of("tls_untrusted"), "0");
+    let scraped = query_until(&node, "agent_e2e_tls", Duration::from_secs(10), |a| a.len() == 3);
+    assert_eq!(scraped[0]["metric"]["instance"], addr.as_str());
+    // An untrusted certificate is the target's last error, as the targets page shows it.
+    let t = target_health(&agent, "tls_untrusted");
+    assert_eq!(t["health"], "down", "{t}");
+    let error = t["lastError"].as_str().unwrap();
+    assert!(error.contains("certificate") || error.contains("CA bundle"), "{t}");
+    assert_eq!(t["scrapeUrl"], format!("https://{addr}/metrics"));
+}
+
+/// The agent's counter of blocks sent as `version` (0 if absent).
+fn blocks_sent(agent: &Strata, version: &str) -> f64 {
+    let label = format!("version=\"{version}\"");
+    agent
+        .get("/metrics")
+        .body
+        .lines()
+        .find(|l| l.starts_with("strata_agent_remote_write_blocks_sent_total") && l.contains(&label))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn agent_sends_remote_write_2_0_set_up_by_flags_only() {
+    let node = Strata::single();
+    let target = seq_target(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: v2\n    static_configs: [{{targets: ['{}']}}]\n",
+            target.addr
+        ),
+    )
+    .unwrap();
+    let queue = dir.path().join("queue");
+    // No appliance.toml: every setting comes from a flag.
+    let agent = Strata::builder()
+        .role("agent")
+        .arg("--promscrape-config")
+        .arg(prom.display().to_string())
+        .arg("--remote-write-url")
+        .arg(format!("{}/api/v1/write", node.base_url()))
+        .arg("--remote-write-tmp-data-path")
+        .arg(queue.display().to_string())
+        .arg("--remote-write-protocol")
+        .arg("2")
+        .start();
+    let result = query_until(&node, "agent_e2e_seq", Duration::from_secs(20), |a| !a.is_empty());
+    assert_eq!(result[0]["metric"]["job"], "v2");
+    assert!(blocks_sent(&agent, "2.0") >= 1.0, "{}", agent.get("/metrics").body);
+    assert_eq!(blocks_sent(&agent, "1.0"), 0.0);
+    // The queue lives where the flag says.
+    assert!(queue.join("persistent-queue").is_dir());
+}
+
+#[test]
+fn single_scrapes_itself_by_default_and_a_promscrape_config_given_by_flag() {
+    let target = seq_target(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: local\n    static_configs: [{{targets: ['{}']}}]\n",
+            target.addr
+        ),
+    )
+    .unwrap();
+    // Self-scrape is on without any setting (10s); the first scrape comes within one interval.
+    let node = Strata::builder()
+        .arg("--promscrape-config")
+        .arg(prom.display().to_string())
+        .start();
+    let local = query_until(&node, "agent_e2e_seq{job=\"local\"}", Duration::from_secs(20), |a| {
+        !a.is_empty()
+    });
+    assert_eq!(local[0]["metric"]["instance"], target.addr.as_str());
+    let own = query_until(&node, "up{job=\"strata\"}", Duration::from_secs(30), |a| !a.is_empty());
+    assert_eq!(own[0]["value"][1], "1");
+    assert_eq!(own[0]["metric"]["instance"], format!("127.0.0.1:{}", node.port()));
+    // The node's own metrics are stored: the UI can chart the appliance itself.
+    query_until(
+        &node,
+        "strata_build_info{job=\"strata\"}",
+        Duration::from_secs(10),
+        |a| !a.is_empty(),
+    );
+
+    // --self-scrape-interval 0 turns it off.
+    let quiet = Strata::builder().arg("--self-scrape-interval").arg("0").start();
+    assert_eq!(
+        quiet.get("/api/v1/targets").status,
+        404,
+        "no scraper without a config or self-scrape"
+    );
 }

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use strata_agent::{RemoteWriteOptions, RemoteWriter, ScrapeManager, ScrapeOptions, SelfScrape};
+use strata_agent::{Protocol, RemoteWriteOptions, RemoteWriter, ScrapeManager, ScrapeOptions, SelfScrape};
+use strata_config::agent::RemoteWriteProtocol;
 use strata_config::{ApplianceConfig, Role};
 use strata_http::{BuildInfo, HttpOptions, MetricsHandle, ServerBuilder};
 
@@ -46,6 +47,11 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         urls: agent.remote_write_urls.clone(),
         queue_path: queue_path.clone(),
         max_disk_bytes_per_url: agent.queue_max_size.bytes(),
+        protocol: match agent.remote_write_protocol {
+            RemoteWriteProtocol::Auto => Protocol::Auto,
+            RemoteWriteProtocol::V1 => Protocol::V1,
+            RemoteWriteProtocol::V2 => Protocol::V2,
+        },
         ..RemoteWriteOptions::default()
     };
     let writer = tokio::task::spawn_blocking(move || RemoteWriter::start(rw_options))
@@ -62,13 +68,14 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     let addr = config.http.listen_addr_for(Role::Agent);
     let listener = strata_http::bind(addr).await?;
     let local = listener.local_addr().context("cannot read the bound address")?;
+    let self_scrape = agent.self_scrape_interval_for(Role::Agent);
     let scrape_options = ScrapeOptions {
         config_file: Some(scrape_file.clone()),
         strict_parse: agent.strict_parse,
         check_interval: agent.config_check_interval.get(),
-        self_scrape: (!agent.self_scrape_interval.get().is_zero()).then(|| SelfScrape {
+        self_scrape: (!self_scrape.is_zero()).then(|| SelfScrape {
             address: local.to_string(),
-            interval: agent.self_scrape_interval.get(),
+            interval: self_scrape,
         }),
     };
     let sink = Arc::clone(&writer) as Arc<dyn strata_ingest::SampleSink>;

@@ -124,6 +124,28 @@ pub struct Overrides {
     /// limits.max_concurrent_ingest: ingestion requests processed at once (0 = twice the CPU count).
     #[arg(long, global = true, value_name = "N")]
     pub max_concurrent_ingest: Option<usize>,
+
+    /// agent.scrape_config_file: a Prometheus scrape configuration (prometheus.yml) to scrape;
+    /// `single` stores the samples locally, `agent` remote-writes them.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub promscrape_config: Option<PathBuf>,
+
+    /// agent.remote_write_urls: where the agent sends samples; repeat for several receivers.
+    #[arg(long, global = true, value_name = "URL")]
+    pub remote_write_url: Vec<String>,
+
+    /// agent.queue_path: directory of the agent's on-disk remote-write queues.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub remote_write_tmp_data_path: Option<PathBuf>,
+
+    /// agent.remote_write_protocol: auto (2.0 with fallback to 1.0), 1 or 2.
+    #[arg(long, global = true, value_name = "VERSION")]
+    pub remote_write_protocol: Option<strata_config::agent::RemoteWriteProtocol>,
+
+    /// agent.self_scrape_interval: scrape the node's own /metrics as job="strata" this often
+    /// (default 10s in single, off in agent; 0 turns it off).
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub self_scrape_interval: Option<HumanDuration>,
 }
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {
@@ -137,6 +159,7 @@ fn parse_log_format(text: &str) -> Result<LogFormat, String> {
 impl Overrides {
     /// Writes every given flag over its key.
     pub fn apply(&self, config: &mut ApplianceConfig) {
+        self.apply_agent(config);
         if let Some(path) = &self.storage_data_path {
             config.storage.data_path = path.clone();
         }
@@ -185,6 +208,28 @@ impl Overrides {
     }
 }
 
+impl Overrides {
+    /// The agent's flags (kept apart so that each subsystem's flags stay together).
+    fn apply_agent(&self, config: &mut ApplianceConfig) {
+        let agent = &mut config.agent;
+        if let Some(path) = &self.promscrape_config {
+            agent.scrape_config_file = Some(path.clone());
+        }
+        if !self.remote_write_url.is_empty() {
+            agent.remote_write_urls = self.remote_write_url.clone();
+        }
+        if let Some(path) = &self.remote_write_tmp_data_path {
+            agent.queue_path = Some(path.clone());
+        }
+        if let Some(protocol) = self.remote_write_protocol {
+            agent.remote_write_protocol = protocol;
+        }
+        if let Some(interval) = self.self_scrape_interval {
+            agent.self_scrape_interval = Some(interval);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +264,42 @@ mod tests {
         cli.overrides.apply(&mut config);
         assert_eq!(config.storage.retention_period, "1y".parse().unwrap());
         assert_eq!(config.log.level, LogLevel::Debug);
+    }
+
+    #[test]
+    fn agent_flags_override_agent_keys() {
+        let cli = Cli::try_parse_from([
+            "strata",
+            "agent",
+            "--promscrape-config",
+            "p.yml",
+            "--remote-write-url",
+            "http://a/api/v1/write",
+            "--remote-write-url",
+            "http://b/api/v1/write",
+            "--remote-write-tmp-data-path",
+            "q",
+            "--remote-write-protocol",
+            "1",
+            "--self-scrape-interval",
+            "0",
+        ])
+        .unwrap();
+        let mut config = ApplianceConfig::default();
+        cli.overrides.apply(&mut config);
+        let agent = &config.agent;
+        assert_eq!(agent.scrape_config_file, Some(PathBuf::from("p.yml")));
+        assert_eq!(
+            agent.remote_write_urls,
+            ["http://a/api/v1/write", "http://b/api/v1/write"]
+        );
+        assert_eq!(agent.queue_path, Some(PathBuf::from("q")));
+        assert_eq!(
+            agent.remote_write_protocol,
+            strata_config::agent::RemoteWriteProtocol::V1
+        );
+        assert!(agent.self_scrape_interval_for(Role::Single).is_zero());
+        assert!(Cli::try_parse_from(["strata", "--remote-write-protocol", "3"]).is_err());
     }
 
     #[test]

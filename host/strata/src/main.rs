@@ -9,6 +9,7 @@ mod plugins_wiring;
 mod security;
 mod shutdown;
 mod single;
+mod status_config;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -106,14 +106,15 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     // Scraping is on when a prometheus.yml is configured or self-scrape is asked for; samples go
     // straight into local storage.
     let agent = &config.agent;
-    let scraper = if agent.scrape_config_file.is_some() || !agent.self_scrape_interval.get().is_zero() {
+    let self_scrape = agent.self_scrape_interval_for(Role::Single);
+    let scraper = if agent.scrape_config_file.is_some() || !self_scrape.is_zero() {
         let options = ScrapeOptions {
             config_file: agent.scrape_config_file.clone(),
             strict_parse: agent.strict_parse,
             check_interval: agent.config_check_interval.get(),
-            self_scrape: (!agent.self_scrape_interval.get().is_zero()).then(|| SelfScrape {
+            self_scrape: (!self_scrape.is_zero()).then(|| SelfScrape {
                 address: local.to_string(),
-                interval: agent.self_scrape_interval.get(),
+                interval: self_scrape,
             }),
         };
         let sink: Arc<dyn SampleSink> = Arc::new(StorageSink::new(Arc::clone(&storage)));
@@ -126,12 +127,12 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         None
     };
 
-    let mut builder = ServerBuilder::new(http_options.clone(), metrics)
     // WebAssembly plugins: ingest mounts, TCP/UDP listeners, query functions (plugins_wiring.rs).
     let plugin_sink: Arc<dyn SampleSink> = Arc::new(StorageSink::new(Arc::clone(&storage)));
     let plugins =
         crate::plugins_wiring::Plugins::start(&config, Arc::clone(&plugin_sink), ingest_limits(&config)).await?;
 
+    let mut builder = ServerBuilder::new(http_options.clone(), metrics)
         .security(security.clone())
         .merge(ingest_api::routes(
             Arc::new(StorageSink::new(Arc::clone(&storage))),
@@ -140,10 +141,10 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         .merge(query_api::routes_with_registry(
             Arc::new(source),
             QueryApiOptions { engine: query_options },
-        ))
             plugins.registry()?,
-        .merge(storage_api::routes(
+        ))
         .merge(plugins.routes(plugin_sink, ingest_limits(&config)))
+        .merge(storage_api::routes(
             Arc::clone(&storage),
             StorageApiOptions {
                 tenant: Tenant::default(),
@@ -151,6 +152,7 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
             },
         ))
         .merge(admin_api::routes(Arc::clone(&storage)))
+        .merge(crate::status_config::routes(&config))
         .merge(ui::routes());
     if let Some(manager) = &scraper {
         builder = builder.merge(strata_agent::api::routes(Arc::clone(manager)));
@@ -177,9 +179,9 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         hup.abort();
         let _ = hup.await;
     }
+    plugins.stop().await;
     if let Some(manager) = scraper {
         tracing::info!("HTTP server stopped; stopping scrapes");
-    plugins.stop().await;
         tokio::task::spawn_blocking(move || manager.shutdown())
             .await
             .context("scrape shutdown task failed")?;
