@@ -246,8 +246,18 @@ fn cluster_shards_replicates_survives_a_killed_node_and_separates_tenants() {
     for n in &mut nodes {
         n.node.wait_exit(Duration::from_secs(10));
     }
-    let r = write(&insert, "1", &request("cl_requests_total", 0, 1, end));
-    assert_eq!(r.status, 503, "{}", r.body);
+    // Insert answers once rows are buffered, so the first write after the outage may still be
+    // taken; once its sends failed, every node is known down and writes get 503.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = write(&insert, "1", &request("cl_requests_total", 0, 1, end));
+        if r.status == 503 {
+            break;
+        }
+        assert_eq!(r.status, 204, "{}", r.body);
+        assert!(std::time::Instant::now() < deadline, "insert never noticed the outage");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(query(&select2, "1", "count(cl_requests_total)", end).status, 503);
 }
 

@@ -17,6 +17,7 @@ use strata_cluster::insert::{ClusterSink, InsertOptions};
 use strata_cluster::proto::Service;
 use strata_cluster::select::SelectCluster;
 use strata_cluster::server;
+use strata_cluster::tenants::TenantRegistry;
 use strata_ingest::{MetricBatch, SampleSink};
 use strata_query::{LabelMatcher, MatchOp as QueryOp, SeriesSource};
 use strata_storage::data::TableOptions;
@@ -125,7 +126,7 @@ fn main() {
         tokio::spawn(server::serve(
             l,
             Service::Insert,
-            server::insert_handler(Arc::clone(&storage)),
+            server::insert_handler(Arc::clone(&storage), Arc::new(TenantRegistry::in_memory())),
             std::future::pending(),
         ));
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -133,7 +134,7 @@ fn main() {
         tokio::spawn(server::serve(
             l,
             Service::Select,
-            server::select_handler(Arc::clone(&storage)),
+            server::select_handler(Arc::clone(&storage), Arc::new(TenantRegistry::in_memory())),
             std::future::pending(),
         ));
         (addr, select_addr)
@@ -143,6 +144,8 @@ fn main() {
     for b in &batches {
         sink.push(Tenant::default(), b).expect("push");
     }
+    // Pushes only buffer; the hop's cost includes sending it all.
+    assert!(sink.flush(std::time::Duration::from_secs(120)), "buffers drained");
     let hop = report(
         "cluster (insert -> storage)",
         samples,

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::proto::{self, PROTOCOL_VERSION, ProtoError, Service, status};
+use crate::tls::{ClientTls, Conn};
 
 /// Idle pooled connections older than this are dropped rather than reused: the server (or a
 /// middlebox) may have closed them.
@@ -45,13 +46,15 @@ pub enum CallError {
     },
 }
 
-/// Timeouts of a node client.
-#[derive(Clone, Copy, Debug)]
+/// Timeouts and TLS of a node client.
+#[derive(Clone, Debug)]
 pub struct ClientOptions {
     /// TCP connect plus handshake.
     pub dial_timeout: Duration,
     /// Reading or writing one frame.
     pub io_timeout: Duration,
+    /// Dial over TLS (see [`crate::tls`]).
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -59,6 +62,7 @@ impl Default for ClientOptions {
         Self {
             dial_timeout: Duration::from_secs(3),
             io_timeout: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -70,7 +74,7 @@ pub struct NodeClient {
     service: Service,
     version: u16,
     options: ClientOptions,
-    pool: Mutex<Vec<(TcpStream, Instant)>>,
+    pool: Mutex<Vec<(Conn, Instant)>>,
 }
 
 impl NodeClient {
@@ -102,19 +106,23 @@ impl NodeClient {
         }
     }
 
-    fn dial(&self) -> Result<TcpStream, ProtoError> {
+    fn dial(&self) -> Result<Conn, ProtoError> {
         let addrs: Vec<SocketAddr> = self.addr.to_socket_addrs()?.collect();
         let mut last = None;
         for a in addrs {
             match TcpStream::connect_timeout(&a, self.options.dial_timeout) {
-                Ok(mut s) => {
+                Ok(s) => {
                     s.set_nodelay(true)?;
                     s.set_read_timeout(Some(self.options.dial_timeout))?;
                     s.set_write_timeout(Some(self.options.dial_timeout))?;
-                    proto::client_handshake(&mut s, self.service, self.version)?;
-                    s.set_read_timeout(Some(self.options.io_timeout))?;
-                    s.set_write_timeout(Some(self.options.io_timeout))?;
-                    return Ok(s);
+                    let mut conn = match &self.options.tls {
+                        Some(tls) => tls.wrap(&self.addr, s)?,
+                        None => Conn::Plain(s),
+                    };
+                    proto::client_handshake(&mut conn, self.service, self.version)?;
+                    conn.tcp().set_read_timeout(Some(self.options.io_timeout))?;
+                    conn.tcp().set_write_timeout(Some(self.options.io_timeout))?;
+                    return Ok(conn);
                 }
                 Err(e) => last = Some(e),
             }
@@ -124,7 +132,7 @@ impl NodeClient {
         })))
     }
 
-    fn pooled(&self) -> Option<TcpStream> {
+    fn pooled(&self) -> Option<Conn> {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((conn, since)) = pool.pop() {
             if since.elapsed() < MAX_IDLE {
@@ -134,16 +142,74 @@ impl NodeClient {
         None
     }
 
-    fn put_back(&self, conn: TcpStream) {
+    fn put_back(&self, conn: Conn) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < MAX_POOLED {
             pool.push((conn, Instant::now()));
         }
     }
 
-    fn exchange(conn: &mut TcpStream, request: &[u8]) -> Result<Vec<u8>, ProtoError> {
+    fn exchange(conn: &mut Conn, request: &[u8]) -> Result<Vec<u8>, ProtoError> {
         proto::write_frame(conn, request)?;
         proto::read_frame(conn)
+    }
+
+    fn status_error(&self, code: u8, body: &[u8]) -> CallError {
+        let message = String::from_utf8_lossy(body).into_owned();
+        match code {
+            status::READ_ONLY => CallError::ReadOnly {
+                addr: self.addr.clone(),
+                message,
+            },
+            status::ERROR => CallError::Remote {
+                addr: self.addr.clone(),
+                message,
+            },
+            other => self.unavailable(ProtoError::Malformed(format!("unknown status {other}"))),
+        }
+    }
+
+    /// Sends a request answered by a stream of frames (`u8 status | u8 last | body`) and
+    /// hands each OK body to `on_block`, which returns false to stop early. Returns true when
+    /// the stream ended, false when `on_block` stopped it (the connection is dropped then,
+    /// since unread frames may follow).
+    pub fn call_stream(&self, request: &[u8], on_block: &mut dyn FnMut(&[u8]) -> bool) -> Result<bool, CallError> {
+        let first_frame = |conn: &mut Conn| -> Result<Vec<u8>, ProtoError> {
+            proto::write_frame(conn, request)?;
+            proto::read_frame(conn)
+        };
+        // A pooled connection may have died while idle: redial once if it fails before the
+        // first frame.
+        let (mut conn, mut frame) = match self.pooled().map(|mut c| first_frame(&mut c).map(|f| (c, f))) {
+            Some(Ok(ok)) => ok,
+            _ => {
+                let mut conn = self.dial().map_err(|e| self.unavailable(e))?;
+                let f = first_frame(&mut conn).map_err(|e| self.unavailable(e))?;
+                (conn, f)
+            }
+        };
+        loop {
+            let (&code, rest) = frame
+                .split_first()
+                .ok_or_else(|| self.unavailable(ProtoError::Malformed("empty response".into())))?;
+            if code != status::OK {
+                // The server ends a stream with an error frame and then waits for the next
+                // request, so the connection stays usable.
+                self.put_back(conn);
+                return Err(self.status_error(code, rest));
+            }
+            let (&last, body) = rest
+                .split_first()
+                .ok_or_else(|| self.unavailable(ProtoError::Malformed("stream frame without a flag".into())))?;
+            if !on_block(body) {
+                return Ok(false);
+            }
+            if last != 0 {
+                self.put_back(conn);
+                return Ok(true);
+            }
+            frame = proto::read_frame(&mut conn).map_err(|e| self.unavailable(e))?;
+        }
     }
 
     /// Sends one request payload and returns the OK body.
@@ -168,18 +234,9 @@ impl NodeClient {
         let (&code, body) = reply
             .split_first()
             .ok_or_else(|| self.unavailable(ProtoError::Malformed("empty response".into())))?;
-        let text = || String::from_utf8_lossy(body).into_owned();
         match code {
             status::OK => Ok(body.to_vec()),
-            status::READ_ONLY => Err(CallError::ReadOnly {
-                addr: self.addr.clone(),
-                message: text(),
-            }),
-            status::ERROR => Err(CallError::Remote {
-                addr: self.addr.clone(),
-                message: text(),
-            }),
-            other => Err(self.unavailable(ProtoError::Malformed(format!("unknown status {other}")))),
+            other => Err(self.status_error(other, body)),
         }
     }
 }

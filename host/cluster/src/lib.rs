@@ -7,7 +7,11 @@
 //! - [`hash`]: rendezvous hashing of tenant + labels over storage nodes.
 //! - [`insert`]: [`insert::ClusterSink`], the insert role's sharding and replicating `SampleSink`.
 //! - [`select`]: [`select::ClusterSource`], the select role's fan-out `SeriesSource`.
+//! - [`merge`]: the streaming merge of the nodes' search streams (replicas count once).
+//! - [`tenants`]: the tenants a storage node has taken writes for.
+//! - [`tls`]: optional (mutual) TLS on the cluster protocol.
 //! - [`select_http`]: the select role's `/select/<tenant>/prometheus/...` routes, with `isPartial`.
+//! - [`select_api`]: export, TSDB status and tenant listing through select.
 //!
 //! Invariants: the protocol never trusts a length it reads (every size is bounded before it is
 //! allocated); a tenant travels in every request, and storage answers only for that tenant.
@@ -15,7 +19,11 @@
 pub mod client;
 pub mod hash;
 pub mod insert;
+pub mod merge;
 pub mod proto;
 pub mod select;
+pub mod select_api;
 pub mod select_http;
 pub mod server;
+pub mod tenants;
+pub mod tls;

@@ -20,7 +20,7 @@ use std::io::{Read, Write};
 use strata_storage::Tenant;
 
 /// The protocol version this build speaks. Bump on any incompatible change.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// First bytes of every connection; lets a server tell our clients from port scanners.
 pub const HELLO_MAGIC: &[u8; 10] = b"strata-rpc";
 /// Largest compressed frame accepted.
@@ -219,7 +219,10 @@ pub mod op {
     pub const PING: u8 = 0;
     /// Insert service: `tenant | u32 n | series*`.
     pub const WRITE: u8 = 1;
-    /// Select service: `tenant | filters | i64 min | i64 max | u64 max_series` → series list.
+    /// Select service: `tenant | filters | i64 min | i64 max | u64 max_series` → a stream of
+    /// blocks `u8 status | u8 last | u32 n | (u64 key_a | u64 key_b | series)*`, sorted by
+    /// the key (see `server::group_key`), the last with `last = 1`; an error frame ends a
+    /// stream early.
     pub const SEARCH: u8 = 10;
     /// Select service: `tenant | filters | i64 min | i64 max | u64 limit` → strings.
     pub const LABEL_NAMES: u8 = 11;
@@ -229,6 +232,11 @@ pub mod op {
     pub const SERIES_COUNT: u8 = 13;
     /// Select service: `tenant | filters` → u64 series deleted.
     pub const DELETE_SERIES: u8 = 14;
+    /// Select service: `tenant | i64 date_ms | str focus_label | u32 top_n` → the day's
+    /// cardinality statistics as JSON (storage's `TsdbStatus`).
+    pub const TSDB_STATUS: u8 = 15;
+    /// Select service: empty → `u32 n | tenant*`, the tenants that ever wrote to the node.
+    pub const TENANTS: u8 = 16;
 }
 
 /// Response status codes.
@@ -499,7 +507,7 @@ mod tests {
         assert!(err.contains("serves select RPC"), "{err}");
         buf.copy_from_slice(&hello(Service::Insert, 7));
         let err = parse_hello(&buf, Service::Insert).unwrap_err();
-        assert!(err.contains("version 1") && err.contains("version 7"), "{err}");
+        assert!(err.contains("version 2") && err.contains("version 7"), "{err}");
         buf[0] = b'X';
         assert!(parse_hello(&buf, Service::Insert).is_err());
     }

@@ -1,6 +1,8 @@
 //! The select role's fan-out: a `SeriesSource` for one tenant that asks every storage node in
 //! parallel and merges the answers (FORMATS.md §5.7–5.9).
 //!
+//! - Searches stream: every node sends blocks of series in a common order and
+//!   [`crate::merge`] merges them as they arrive, so neither side holds the whole answer.
 //! - Series merge by their labels; samples at the same timestamp count once (replicas hold
 //!   identical copies, so which one wins does not matter).
 //! - An error a node *reports* (bad regex, too many series) fails the query: every node would
@@ -9,15 +11,18 @@
 //!   the answer complete; more make it partial ([`QueryStatus::is_partial`]); none answering
 //!   at all fails the query ([`QueryStatus::is_unavailable`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use strata_query::{LabelMatcher, Labels, MatchOp, Series, SeriesSource, SourceError};
+use strata_query::{LabelMatcher, MatchOp, Series, SeriesSource, SourceError};
 use strata_storage::Tenant;
 
 use crate::client::{CallError, ClientOptions, NodeClient};
+use crate::merge::{self, MergeOutcome, NodeMsg};
 use crate::proto::{self, Dec, Enc, ProtoError, Service, WireFilter, op};
+
+/// Series handed to the engine per batch.
+const SELECT_BATCH: usize = 1024;
 
 /// The storage nodes a select node reads from.
 pub struct SelectCluster {
@@ -36,7 +41,7 @@ impl SelectCluster {
         Self {
             nodes: addrs
                 .into_iter()
-                .map(|a| NodeClient::new(a, Service::Select, client))
+                .map(|a| NodeClient::new(a, Service::Select, client.clone()))
                 .collect(),
             replication_factor: replication_factor.max(1),
             max_series,
@@ -71,6 +76,86 @@ impl SelectCluster {
             total += Dec::new(&body).u64().map_err(bad_reply)?;
         }
         Ok(total)
+    }
+
+    /// The tenants that wrote to any node, sorted; fails only when no node answered.
+    pub fn tenants(&self) -> Result<Vec<Tenant>, SourceError> {
+        let status = QueryStatus::default();
+        let mut all = std::collections::BTreeSet::new();
+        for body in self.fan_out(&[op::TENANTS], &status)? {
+            let mut d = Dec::new(&body);
+            let n = d.count(8).map_err(bad_reply)?;
+            for _ in 0..n {
+                all.insert(d.tenant().map_err(bad_reply)?);
+            }
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    /// Every node's cardinality statistics of `tenant` for the day of `date_ms`, as JSON
+    /// objects (storage's `TsdbStatus`), with the status of the fan-out.
+    pub fn tsdb_status(
+        &self,
+        tenant: Tenant,
+        date_ms: i64,
+        focus_label: Option<&str>,
+        top_n: usize,
+    ) -> Result<(Vec<serde_json::Value>, QueryStatus), SourceError> {
+        let mut e = Enc::with_op(op::TSDB_STATUS);
+        e.tenant(tenant)
+            .i64(date_ms)
+            .str(focus_label.unwrap_or(""))
+            .u32(u32::try_from(top_n).unwrap_or(u32::MAX));
+        let status = QueryStatus::default();
+        let bodies = self.fan_out(&e.0, &status)?;
+        let parsed = bodies
+            .iter()
+            .map(|b| {
+                serde_json::from_slice(b)
+                    .map_err(|err| SourceError(format!("bad status answer from a storage node: {err}")))
+            })
+            .collect::<Result<Vec<serde_json::Value>, SourceError>>()?;
+        Ok((parsed, status))
+    }
+
+    /// The replication factor the nodes were written with.
+    pub fn replication_factor(&self) -> usize {
+        self.replication_factor
+    }
+
+    /// Sends a search `request` to every node at once and merges their streams into `emit`.
+    fn stream(&self, request: &[u8], emit: &mut dyn FnMut(Series) -> bool) -> Result<MergeOutcome, SourceError> {
+        std::thread::scope(|scope| {
+            let mut streams = Vec::with_capacity(self.nodes.len());
+            for node in &self.nodes {
+                // Two blocks in the queue keep the socket busy while the merge works.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<NodeMsg>(2);
+                streams.push(rx);
+                scope.spawn(move || {
+                    let mut bad: Option<ProtoError> = None;
+                    let result = node.call_stream(request, &mut |body| match merge::decode_block(body) {
+                        Ok(block) => tx.send(NodeMsg::Block(block)).is_ok(),
+                        Err(e) => {
+                            bad = Some(e);
+                            false
+                        }
+                    });
+                    let failure = match (result, bad) {
+                        (_, Some(e)) => Some(CallError::Unavailable {
+                            addr: node.addr().to_owned(),
+                            source: e,
+                        }),
+                        (Err(e), None) => Some(e),
+                        (Ok(_), None) => None,
+                    };
+                    if let Some(e) = failure {
+                        let _ = tx.send(NodeMsg::Failed(e));
+                    }
+                });
+            }
+            // Returning drops the receivers, which stops readers still streaming.
+            merge::merge_streams(streams, emit)
+        })
     }
 
     /// Sends `request` to every node at once; returns the answers of those that answered.
@@ -129,6 +214,21 @@ pub struct QueryStatus {
 }
 
 impl QueryStatus {
+    /// Records a merge's failures over `nodes` nodes; fails when no node answered.
+    fn record(&self, outcome: &MergeOutcome, nodes: usize, replication_factor: usize) -> Result<(), SourceError> {
+        if outcome.failed >= nodes {
+            self.unavailable.store(true, Ordering::Relaxed);
+            return Err(SourceError(format!(
+                "no storage node answered (last error: {})",
+                outcome.last_error
+            )));
+        }
+        if outcome.failed >= replication_factor {
+            self.partial.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Some data may be missing: more nodes failed than replication covers.
     pub fn is_partial(&self) -> bool {
         self.partial.load(Ordering::Relaxed)
@@ -175,59 +275,6 @@ fn bad_reply(e: ProtoError) -> SourceError {
     SourceError(format!("bad answer from a storage node: {e}"))
 }
 
-/// Merges two sorted sample runs; at equal timestamps the first run's sample is kept.
-fn merge_samples(a: (&[i64], &[f64]), b: (&[i64], &[f64])) -> (Vec<i64>, Vec<f64>) {
-    let (mut ts, mut vs) = (Vec::with_capacity(a.0.len() + b.0.len()), Vec::new());
-    vs.reserve(a.0.len() + b.0.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.0.len() || j < b.0.len() {
-        let take_a = j >= b.0.len() || (i < a.0.len() && a.0[i] <= b.0[j]);
-        if take_a {
-            if j < b.0.len() && a.0[i] == b.0[j] {
-                j += 1;
-            }
-            ts.push(a.0[i]);
-            vs.push(a.1[i]);
-            i += 1;
-        } else {
-            ts.push(b.0[j]);
-            vs.push(b.1[j]);
-            j += 1;
-        }
-    }
-    (ts, vs)
-}
-
-/// A series' samples while merging: timestamps and values.
-type Samples = (Vec<i64>, Vec<f64>);
-
-/// Merges per-node series lists into one, by labels.
-pub fn merge_series(parts: Vec<Vec<proto::WireSeries>>) -> Vec<Series> {
-    let mut by_labels: HashMap<Vec<(String, String)>, Samples> = HashMap::new();
-    for part in parts {
-        for s in part {
-            match by_labels.get_mut(&s.labels) {
-                Some(existing) => {
-                    *existing = merge_samples((&existing.0, &existing.1), (&s.timestamps, &s.values));
-                }
-                None => {
-                    by_labels.insert(s.labels, (s.timestamps, s.values));
-                }
-            }
-        }
-    }
-    let mut out: Vec<Series> = by_labels
-        .into_iter()
-        .map(|(labels, (timestamps, values))| Series {
-            labels: Labels::from_pairs(labels),
-            timestamps,
-            values,
-        })
-        .collect();
-    out.sort_by(|a, b| a.labels.cmp(&b.labels));
-    out
-}
-
 fn merge_strings(parts: Vec<Vec<u8>>) -> Result<Vec<String>, SourceError> {
     let mut all = std::collections::BTreeSet::new();
     for body in parts {
@@ -239,29 +286,53 @@ fn merge_strings(parts: Vec<Vec<u8>>) -> Result<Vec<String>, SourceError> {
 
 impl SeriesSource for ClusterSource {
     fn select(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<Series>, SourceError> {
+        let mut all = Vec::new();
+        self.select_batches(matchers, start_ms, end_ms, &mut |batch| {
+            all.extend(batch);
+            true
+        })?;
+        Ok(all)
+    }
+
+    /// Streams from every node at once and merges as blocks arrive (see [`crate::merge`]).
+    fn select_batches(
+        &self,
+        matchers: &[LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+        f: &mut dyn FnMut(Vec<Series>) -> bool,
+    ) -> Result<(), SourceError> {
         let mut e = Enc::with_op(op::SEARCH);
         e.tenant(self.tenant);
         proto::put_filters(&mut e, &wire_filters(matchers));
         e.i64(start_ms).i64(end_ms).u64(self.cluster.max_series as u64);
-        let bodies = self.cluster.fan_out(&e.0, &self.status)?;
-        let mut parts = Vec::with_capacity(bodies.len());
-        for body in bodies {
-            let mut d = Dec::new(&body);
-            let n = d.count(8).map_err(bad_reply)?;
-            let mut part = Vec::with_capacity(n);
-            for _ in 0..n {
-                part.push(proto::get_series(&mut d).map_err(bad_reply)?);
+        let max_series = self.cluster.max_series;
+        let mut batch: Vec<Series> = Vec::new();
+        let mut emitted = 0usize;
+        let mut too_many = false;
+        let outcome = self.cluster.stream(&e.0, &mut |s| {
+            emitted += 1;
+            if emitted > max_series {
+                too_many = true;
+                return false;
             }
-            parts.push(part);
-        }
-        let merged = merge_series(parts);
-        if merged.len() > self.cluster.max_series {
+            batch.push(s);
+            if batch.len() >= SELECT_BATCH {
+                return f(std::mem::take(&mut batch));
+            }
+            true
+        })?;
+        if too_many {
             return Err(SourceError(format!(
-                "the query matches more than {} series; narrow the selector",
-                self.cluster.max_series
+                "the query matches more than {max_series} series; narrow the selector"
             )));
         }
-        Ok(merged)
+        self.status
+            .record(&outcome, self.cluster.nodes.len(), self.cluster.replication_factor)?;
+        if !outcome.stopped && !batch.is_empty() {
+            f(batch);
+        }
+        Ok(())
     }
 
     fn label_names(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<String>, SourceError> {
@@ -284,33 +355,5 @@ impl SeriesSource for ClusterSource {
         proto::put_filters(&mut e, &wire_filters(matchers));
         e.i64(start_ms).i64(end_ms).u64(self.cluster.max_series as u64);
         merge_strings(self.cluster.fan_out(&e.0, &self.status)?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ws(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> proto::WireSeries {
-        proto::WireSeries {
-            labels: labels.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
-            timestamps: samples.iter().map(|s| s.0).collect(),
-            values: samples.iter().map(|s| s.1).collect(),
-        }
-    }
-
-    #[test]
-    fn replicas_merge_into_one_series_with_each_sample_once() {
-        let a = ws(&[("__name__", "m"), ("i", "1")], &[(1, 1.0), (2, 2.0), (4, 4.0)]);
-        let b = ws(
-            &[("__name__", "m"), ("i", "1")],
-            &[(2, 2.0), (3, 3.0), (4, 4.0), (5, 5.0)],
-        );
-        let c = ws(&[("__name__", "m"), ("i", "2")], &[(1, 9.0)]);
-        let merged = merge_series(vec![vec![a, c], vec![b]]);
-        assert_eq!(merged.len(), 2);
-        assert_eq!(merged[0].timestamps, vec![1, 2, 3, 4, 5]);
-        assert_eq!(merged[0].values, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
-        assert_eq!(merged[1].labels.get("i"), "2");
     }
 }

@@ -1,6 +1,10 @@
 //! The select role's HTTP routes: `/select/<accountID>[:<projectID>]/prometheus/api/v1/...`
 //! (query, query_range, series, labels, label values, ...), answered by the same query API
-//! handlers as single node (`strata_http::query_api`) over a per-request fan-out source.
+//! handlers as single node (`strata_http::query_api`) over a per-request fan-out source;
+//! `export` and `status/tsdb` from [`crate::select_api`]; `/delete/<tenant>/...` and
+//! `/admin/tenants`. Tenant 0:0 is also served at the single node's paths (`/api/v1/...`,
+//! `/prometheus/api/v1/...`), so the web UI and Grafana data sources made for a single node
+//! work against select unchanged.
 //!
 //! Per request: parse the tenant, make a [`ClusterSource`] with a fresh status, run the query
 //! API router on the path after `/prometheus`, then look at the status: a partial result gets
@@ -20,7 +24,10 @@ use strata_http::ingest_api::parse_tenant;
 use strata_http::query_api::{self, QueryApiOptions};
 use tower::ServiceExt;
 
+use strata_storage::Tenant;
+
 use crate::select::SelectCluster;
+use crate::select_api::{self, Params};
 
 /// Settings of the select routes.
 #[derive(Clone, Debug, Default)]
@@ -37,15 +44,76 @@ struct SelectState {
     options: SelectApiOptions,
 }
 
-/// The `/select/{tenant}/prometheus/...` routes over `cluster`.
+/// The select routes over `cluster`.
 pub fn routes(cluster: Arc<SelectCluster>, options: SelectApiOptions) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/select/{tenant}/prometheus/{*rest}", any(select))
+        .route("/select/{tenant}/prometheus/api/v1/export", get(export).post(export))
+        .route("/select/{tenant}/prometheus/api/v1/status/tsdb", get(tsdb_status))
         .route(
             "/delete/{tenant}/prometheus/api/v1/admin/tsdb/delete_series",
             get(delete_series).post(delete_series),
         )
-        .with_state(SelectState { cluster, options })
+        .route("/admin/tenants", get(tenants));
+    for prefix in ["", "/prometheus"] {
+        router = router
+            .route(&format!("{prefix}/api/v1/{{*rest}}"), any(root_select))
+            .route(&format!("{prefix}/api/v1/export"), get(root_export).post(root_export))
+            .route(&format!("{prefix}/api/v1/status/tsdb"), get(root_tsdb_status))
+            .route(
+                &format!("{prefix}/api/v1/admin/tsdb/delete_series"),
+                get(root_delete_series).post(root_delete_series),
+            );
+    }
+    router.with_state(SelectState { cluster, options })
+}
+
+async fn export(
+    State(st): State<SelectState>,
+    Path(tenant): Path<String>,
+    Query(p): Query<Params>,
+) -> Result<Response, ApiError> {
+    select_api::export(st.cluster, parse_tenant(&tenant)?, p).await
+}
+
+async fn root_export(State(st): State<SelectState>, Query(p): Query<Params>) -> Result<Response, ApiError> {
+    select_api::export(st.cluster, Tenant::default(), p).await
+}
+
+async fn tsdb_status(
+    State(st): State<SelectState>,
+    Path(tenant): Path<String>,
+    Query(p): Query<Params>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let deny = st.options.deny_partial_response || denies_partial(&uri);
+    select_api::tsdb_status(st.cluster, parse_tenant(&tenant)?, p, deny).await
+}
+
+async fn root_tsdb_status(
+    State(st): State<SelectState>,
+    Query(p): Query<Params>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let deny = st.options.deny_partial_response || denies_partial(&uri);
+    select_api::tsdb_status(st.cluster, Tenant::default(), p, deny).await
+}
+
+async fn tenants(State(st): State<SelectState>) -> Result<Response, ApiError> {
+    select_api::tenants(st.cluster).await
+}
+
+/// `/api/v1/...` and `/prometheus/api/v1/...`: tenant 0:0.
+async fn root_select(
+    State(st): State<SelectState>,
+    Path(rest): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    run_query_api(st, Tenant::default(), format!("api/v1/{rest}"), req).await
+}
+
+async fn root_delete_series(State(st): State<SelectState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    delete_for(st, Tenant::default(), params).await
 }
 
 /// Largest response body the select node buffers to set `isPartial`.
@@ -65,7 +133,11 @@ async fn select(
     Path((tenant, rest)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let tenant = parse_tenant(&tenant)?;
+    run_query_api(st, parse_tenant(&tenant)?, rest, req).await
+}
+
+/// Runs the query API router for `tenant` on path `rest` and fixes up partial answers.
+async fn run_query_api(st: SelectState, tenant: Tenant, rest: String, req: Request) -> Result<Response, ApiError> {
     let deny = st.options.deny_partial_response || denies_partial(req.uri());
     let source = st.cluster.source(tenant);
     let status = source.status();
@@ -116,30 +188,13 @@ async fn select(
 async fn delete_series(
     State(st): State<SelectState>,
     Path(tenant): Path<String>,
-    Query(params): Query<Vec<(String, String)>>,
+    Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let tenant = parse_tenant(&tenant)?;
-    let registry = strata_query::FunctionRegistry::with_builtins();
-    let mut groups = Vec::new();
-    for (k, v) in &params {
-        if k != "match[]" {
-            continue;
-        }
-        match strata_query::parse(v, &registry) {
-            Ok(strata_query::Expr::Vector(vs)) => groups.push(vs.matchers),
-            Ok(_) => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid parameter \"match[]\": {v:?} is not an instant vector selector"
-                )));
-            }
-            Err(e) => return Err(ApiError::bad_request(format!("invalid parameter \"match[]\": {e}"))),
-        }
-    }
-    if groups.is_empty() {
-        return Err(ApiError::bad_request(
-            "missing match[] parameter: give at least one series selector",
-        ));
-    }
+    delete_for(st, parse_tenant(&tenant)?, params).await
+}
+
+async fn delete_for(st: SelectState, tenant: Tenant, params: Params) -> Result<Response, ApiError> {
+    let groups = select_api::selectors(&params)?;
     let cluster = Arc::clone(&st.cluster);
     let deleted = tokio::task::spawn_blocking(move || {
         let mut total = 0u64;

@@ -1,10 +1,11 @@
 //! `[cluster]`: the storage, insert and select roles (DESIGN.md §2, FORMATS.md §5).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ConfigError;
+use crate::{ByteSize, ConfigError, HumanDuration};
 
 /// `[cluster]`: where the cluster roles listen and which storage nodes they talk to.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -22,6 +23,25 @@ pub struct ClusterConfig {
     pub replication_factor: usize,
     /// Select: answer 503 instead of a partial result when storage nodes fail.
     pub deny_partial_response: bool,
+    /// Insert: the buffer each storage node gets in the insert process. Writes are answered
+    /// once buffered; a node whose buffer is full gets no more until it drains.
+    pub insert_buffer_size: ByteSize,
+    /// Insert: a storage node whose current send takes longer than this counts as slow; its
+    /// share goes to other nodes until it catches up.
+    pub slow_node_timeout: HumanDuration,
+    /// Insert: keep a slow or down node's share buffered for it instead of sending it to other
+    /// nodes (writes are refused once its buffer is full).
+    pub disable_rerouting: bool,
+    /// TLS on the cluster protocol. Storage: its RPC certificate (PEM); insert/select: the
+    /// client certificate presented to storage nodes (mutual TLS). Goes with `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Storage: require client certificates signed by this CA (mutual TLS). Insert/select:
+    /// dial storage nodes over TLS and trust this CA for their certificates.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Insert/select: the name storage certificates must carry, instead of each node's host.
+    pub tls_server_name: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -32,6 +52,13 @@ impl Default for ClusterConfig {
             select_listen_addr: SocketAddr::from(([127, 0, 0, 1], 8401)),
             replication_factor: 1,
             deny_partial_response: false,
+            insert_buffer_size: ByteSize::mib(32),
+            slow_node_timeout: HumanDuration(std::time::Duration::from_secs(2)),
+            disable_rerouting: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_file: None,
+            tls_server_name: None,
         }
     }
 }
@@ -63,6 +90,24 @@ impl ClusterConfig {
             return Err(ConfigError::Invalid {
                 key: "cluster.replication_factor",
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.insert_buffer_size.bytes() < 64 << 10 {
+            return Err(ConfigError::Invalid {
+                key: "cluster.insert_buffer_size",
+                message: "must be at least 64KiB".into(),
+            });
+        }
+        if self.slow_node_timeout.get().is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "cluster.slow_node_timeout",
+                message: "must be more than 0".into(),
+            });
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "cluster.tls_cert_file",
+                message: "cluster.tls_cert_file and cluster.tls_key_file go together: set both or neither".into(),
             });
         }
         if let Some(bad) = self.storage_nodes.iter().find(|n| n.trim().is_empty()) {

@@ -125,6 +125,29 @@ pub struct Overrides {
     #[arg(long, global = true, value_name = "N")]
     pub max_concurrent_ingest: Option<usize>,
 
+    /// cluster.disable_rerouting: insert keeps a slow or down storage node's share buffered
+    /// for it instead of sending it to other nodes.
+    #[arg(long, global = true)]
+    pub disable_rerouting: bool,
+
+    /// cluster.tls_cert_file: TLS certificate (PEM) of the cluster protocol: storage serves
+    /// its RPC ports with it; insert/select present it to storage nodes (mutual TLS).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cluster_tls_cert_file: Option<PathBuf>,
+
+    /// cluster.tls_key_file: the private key (PEM) of --cluster-tls-cert-file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cluster_tls_key_file: Option<PathBuf>,
+
+    /// cluster.tls_ca_file: storage requires client certificates from this CA; insert/select
+    /// dial storage nodes over TLS, trusting this CA.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cluster_tls_ca_file: Option<PathBuf>,
+
+    /// cluster.tls_server_name: insert/select expect this name in storage certificates.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub cluster_tls_server_name: Option<String>,
+
     /// agent.scrape_config_file: a Prometheus scrape configuration (prometheus.yml) to scrape;
     /// `single` stores the samples locally, `agent` remote-writes them.
     #[arg(long, global = true, value_name = "FILE")]
@@ -204,6 +227,21 @@ impl Overrides {
         }
         if let Some(n) = self.max_concurrent_ingest {
             config.limits.max_concurrent_ingest = n;
+        }
+        if self.disable_rerouting {
+            config.cluster.disable_rerouting = true;
+        }
+        if let Some(path) = &self.cluster_tls_cert_file {
+            config.cluster.tls_cert_file = Some(path.clone());
+        }
+        if let Some(path) = &self.cluster_tls_key_file {
+            config.cluster.tls_key_file = Some(path.clone());
+        }
+        if let Some(path) = &self.cluster_tls_ca_file {
+            config.cluster.tls_ca_file = Some(path.clone());
+        }
+        if let Some(name) = &self.cluster_tls_server_name {
+            config.cluster.tls_server_name = Some(name.clone());
         }
     }
 }

@@ -10,6 +10,8 @@ use strata_cluster::proto::Service;
 use strata_cluster::select::SelectCluster;
 use strata_cluster::select_http::{self, SelectApiOptions};
 use strata_cluster::server;
+use strata_cluster::tenants::TenantRegistry;
+use strata_cluster::tls::{self, ClientTls};
 use strata_config::{ApplianceConfig, Role};
 use strata_http::storage_api::StorageApiOptions;
 use strata_http::{BuildInfo, HttpOptions, MetricsHandle, ServerBuilder, admin_api, ingest_api, storage_api};
@@ -66,6 +68,22 @@ async fn serve_http(config: &ApplianceConfig, role: Role, builder: ServerBuilder
     .context("HTTP server failed")
 }
 
+/// The client side of cluster TLS (insert and select), when `cluster.tls_ca_file` is set.
+fn client_options(config: &ApplianceConfig) -> anyhow::Result<ClientOptions> {
+    let c = &config.cluster;
+    let tls = match &c.tls_ca_file {
+        None => None,
+        Some(ca) => {
+            let cert = c.tls_cert_file.as_deref().zip(c.tls_key_file.as_deref());
+            Some(ClientTls::new(ca, cert, c.tls_server_name.clone()).context("cannot set up cluster TLS")?)
+        }
+    };
+    Ok(ClientOptions {
+        tls,
+        ..ClientOptions::default()
+    })
+}
+
 fn storage_nodes(config: &ApplianceConfig, default_port: u16) -> anyhow::Result<Vec<String>> {
     let nodes = config.cluster.storage_node_addrs(default_port);
     if nodes.is_empty() {
@@ -92,23 +110,36 @@ async fn storage(config: ApplianceConfig) -> anyhow::Result<()> {
     let select_listener = tokio::net::TcpListener::bind(select_addr)
         .await
         .with_context(|| format!("cannot listen for select RPC on {select_addr}"))?;
+    let tenants = Arc::new(
+        TenantRegistry::open(&data_path)
+            .with_context(|| format!("cannot read the tenant list in {}", data_path.display()))?,
+    );
+    let tls = match (&config.cluster.tls_cert_file, &config.cluster.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let mutual = config.cluster.tls_ca_file.as_deref();
+            tracing::info!(mutual = mutual.is_some(), "cluster RPC over TLS");
+            Some(tls::server_config(cert, key, mutual).context("cannot set up cluster TLS")?)
+        }
+        _ => None,
+    };
     let stop = Arc::new(tokio::sync::Notify::new());
     for (listener, service, handler) in [
         (
             insert_listener,
             Service::Insert,
-            server::insert_handler(Arc::clone(&storage)),
+            server::insert_handler(Arc::clone(&storage), Arc::clone(&tenants)),
         ),
         (
             select_listener,
             Service::Select,
-            server::select_handler(Arc::clone(&storage)),
+            server::select_handler(Arc::clone(&storage), Arc::clone(&tenants)),
         ),
     ] {
         let stop = Arc::clone(&stop);
+        let tls = tls.clone();
         tracing::info!(service = service.name(), addr = %listener.local_addr()?, "RPC listening");
         tokio::spawn(async move {
-            server::serve(listener, service, handler, async move { stop.notified().await }).await;
+            server::serve_tls(listener, service, handler, tls, async move { stop.notified().await }).await;
         });
     }
 
@@ -145,18 +176,34 @@ async fn insert(config: ApplianceConfig) -> anyhow::Result<()> {
         replication_factor = config.cluster.replication_factor,
         "insert role"
     );
-    let sink = ClusterSink::new(
+    let sink = Arc::new(ClusterSink::new(
         &nodes,
         InsertOptions {
             replication_factor: config.cluster.replication_factor,
+            buffer_bytes: usize::try_from(config.cluster.insert_buffer_size.bytes()).unwrap_or(usize::MAX),
+            slow_after: config.cluster.slow_node_timeout.get(),
+            reroute: !config.cluster.disable_rerouting,
+            client: ClientOptions {
+                io_timeout: InsertOptions::default().client.io_timeout,
+                ..client_options(&config)?
+            },
             ..InsertOptions::default()
         },
-    );
+    ));
     let router = ServerBuilder::new(http_options(&config), metrics(Role::Insert)).merge(ingest_api::insert_routes(
-        Arc::new(sink),
+        Arc::clone(&sink) as Arc<dyn strata_ingest::SampleSink>,
         crate::single::ingest_limits(&config),
     ));
-    serve_http(&config, Role::Insert, router).await
+    let served = serve_http(&config, Role::Insert, router).await;
+    // Writes were answered once buffered: send what is still buffered before exiting.
+    let timeout = config.http.shutdown_timeout.get();
+    let drained = tokio::task::spawn_blocking(move || sink.flush(timeout))
+        .await
+        .unwrap_or(false);
+    if !drained {
+        tracing::warn!("storage nodes did not take every buffered row before shutdown; the rest is lost");
+    }
+    served
 }
 
 async fn select(config: ApplianceConfig) -> anyhow::Result<()> {
@@ -171,14 +218,17 @@ async fn select(config: ApplianceConfig) -> anyhow::Result<()> {
         &nodes,
         config.cluster.replication_factor,
         query.max_series,
-        ClientOptions::default(),
+        client_options(&config)?,
     ));
-    let router = ServerBuilder::new(http_options(&config), metrics(Role::Select)).merge(select_http::routes(
-        cluster,
-        SelectApiOptions {
-            query: strata_http::query_api::QueryApiOptions { engine: query },
-            deny_partial_response: config.cluster.deny_partial_response,
-        },
-    ));
+    let router = ServerBuilder::new(http_options(&config), metrics(Role::Select))
+        .merge(select_http::routes(
+            cluster,
+            SelectApiOptions {
+                query: strata_http::query_api::QueryApiOptions { engine: query },
+                deny_partial_response: config.cluster.deny_partial_response,
+            },
+        ))
+        // The web UI at /, reading tenant 0:0 through the /api/v1/... paths select serves.
+        .merge(strata_http::ui::routes());
     serve_http(&config, Role::Select, router).await
 }
