@@ -14,8 +14,10 @@ pub(crate) fn eval_range_fn(
     m: MatrixVal,
     scalars: &[Vec<f64>],
 ) -> Result<Vec<StepSeries>, QueryError> {
-    check_args(b, scalars)?;
     let MatrixVal { series, refs, range } = m;
+    for s in &series {
+        check_args(b, &s.ts, &refs, range, scalars)?;
+    }
     let eval_ts: Vec<i64> = (0..ctx.nsteps).map(|i| ctx.t(i)).collect();
     let keep_name = b == Builtin::LastOverTime;
     let out = ctx.map_series(series, |s| StepSeries {
@@ -39,19 +41,39 @@ pub(crate) fn eval_range_fn_selector(
     range: i64,
     scalars: &[Vec<f64>],
 ) -> Result<Vec<StepSeries>, QueryError> {
-    check_args(b, scalars)?;
     let refs = ctx.refs(vs.offset, vs.at);
     let (lo, hi) = min_max(&refs);
     let eval_ts: Vec<i64> = (0..ctx.nsteps).map(|i| ctx.t(i)).collect();
     let keep_name = b == Builtin::LastOverTime;
-    let out = ctx.scan_map(&vs.matchers, lo.saturating_sub(range), hi, |s| {
-        let vals = steps_of_raw(b, &s.timestamps, &s.values, &refs, range, scalars, &eval_ts);
-        vals.iter().any(|v| !super::is_absent(*v)).then(|| StepSeries {
-            vals,
-            labels: if keep_name { s.labels } else { s.labels.without_name() },
-        })
-    })?;
-    merge_same_labels(out)
+    let states = ctx.scan(
+        &vs.matchers,
+        lo.saturating_sub(range),
+        hi,
+        Vec::new,
+        |out: &mut Vec<(usize, StepSeries)>, shard, s| {
+            if b == Builtin::HoltWinters {
+                let ts: Vec<i64> = (0..s.values.len())
+                    .filter(|&k| !is_stale_nan(s.values[k]))
+                    .map(|k| s.timestamps[k])
+                    .collect();
+                check_args(b, &ts, &refs, range, scalars)?;
+            }
+            let vals = steps_of_raw(b, &s.timestamps, &s.values, &refs, range, scalars, &eval_ts);
+            if vals.iter().any(|v| !super::is_absent(*v)) {
+                out.push((
+                    shard,
+                    StepSeries {
+                        vals,
+                        labels: if keep_name { s.labels } else { s.labels.without_name() },
+                    },
+                ));
+            }
+            Ok(())
+        },
+    )?;
+    let mut all: Vec<(usize, StepSeries)> = states.into_iter().flatten().collect();
+    all.sort_by_key(|(shard, _)| *shard);
+    merge_same_labels(all.into_iter().map(|(_, s)| s).collect())
 }
 
 /// [`series_steps`] over samples as stored: stale markers are skipped first.
@@ -74,21 +96,29 @@ pub(crate) fn steps_of_raw(
     }
 }
 
-/// Argument checks that fail the whole query (Prometheus checks them per step).
-fn check_args(b: Builtin, scalars: &[Vec<f64>]) -> Result<(), QueryError> {
-    if b == Builtin::HoltWinters {
-        for (&sf, &tf) in scalars[0].iter().zip(&scalars[1]) {
-            if sf <= 0.0 || sf >= 1.0 || sf.is_nan() {
-                return Err(QueryError::Eval(format!(
-                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
-                )));
-            }
-            if tf <= 0.0 || tf >= 1.0 || tf.is_nan() {
-                return Err(QueryError::Eval(format!(
-                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
-                )));
-            }
+/// Argument checks that fail the whole query. Prometheus makes them inside the function,
+/// which it only calls for a series with samples in the step's window; so a bad factor is an
+/// error exactly when some series has a sample in the window of a step with a bad factor.
+fn check_args(b: Builtin, ts: &[i64], refs: &[i64], range: i64, scalars: &[Vec<f64>]) -> Result<(), QueryError> {
+    if b != Builtin::HoltWinters || ts.is_empty() {
+        return Ok(());
+    }
+    for (i, &r) in refs.iter().enumerate() {
+        let (sf, tf) = (scalars[0][i], scalars[1][i]);
+        let bad_sf = sf <= 0.0 || sf >= 1.0 || sf.is_nan();
+        let bad_tf = tf <= 0.0 || tf >= 1.0 || tf.is_nan();
+        if !bad_sf && !bad_tf {
+            continue;
         }
+        let lo = ts.partition_point(|&t| t < r.saturating_sub(range));
+        if lo >= ts.len() || ts[lo] > r {
+            continue;
+        }
+        return Err(QueryError::Eval(if bad_sf {
+            format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}")
+        } else {
+            format!("invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}")
+        }));
     }
     Ok(())
 }
