@@ -237,6 +237,9 @@ pub mod op {
     pub const TSDB_STATUS: u8 = 15;
     /// Select service: empty → `u32 n | tenant*`, the tenants that ever wrote to the node.
     pub const TENANTS: u8 = 16;
+    /// Select service: `tenant | filters | i64 min | i64 max | u64 max_series` → `u32 n |
+    /// (u32 nlabels | (str, str)*)*`, series names without samples.
+    pub const SERIES: u8 = 17;
 }
 
 /// Response status codes.

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use strata_query::{LabelMatcher, MatchOp, Series, SeriesSource, SourceError};
+use strata_query::{LabelMatcher, Labels, MatchOp, Series, SeriesSource, SourceError};
 use strata_storage::Tenant;
 
 use crate::client::{CallError, ClientOptions, NodeClient};
@@ -333,6 +333,37 @@ impl SeriesSource for ClusterSource {
             f(batch);
         }
         Ok(())
+    }
+
+    /// Names only, from every node's index (no samples are read), merged by labels.
+    fn series_labels(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<Labels>, SourceError> {
+        let mut e = Enc::with_op(op::SERIES);
+        e.tenant(self.tenant);
+        proto::put_filters(&mut e, &wire_filters(matchers));
+        e.i64(start_ms).i64(end_ms).u64(self.cluster.max_series as u64);
+        let mut all = std::collections::BTreeSet::new();
+        for body in self.cluster.fan_out(&e.0, &self.status)? {
+            let mut d = Dec::new(&body);
+            let n = d.count(4).map_err(bad_reply)?;
+            for _ in 0..n {
+                let nl = d.count(8).map_err(bad_reply)?;
+                let mut pairs = Vec::with_capacity(nl);
+                for _ in 0..nl {
+                    pairs.push((
+                        d.str().map_err(bad_reply)?.to_owned(),
+                        d.str().map_err(bad_reply)?.to_owned(),
+                    ));
+                }
+                all.insert(Labels::from_pairs(pairs));
+            }
+        }
+        if all.len() > self.cluster.max_series {
+            return Err(SourceError(format!(
+                "the query matches more than {} series; narrow the selector",
+                self.cluster.max_series
+            )));
+        }
+        Ok(all.into_iter().collect())
     }
 
     fn label_names(&self, matchers: &[LabelMatcher], start_ms: i64, end_ms: i64) -> Result<Vec<String>, SourceError> {

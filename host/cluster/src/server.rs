@@ -391,6 +391,22 @@ fn handle_select(
             }
             Ok(ok(e))
         }
+        op::SERIES => {
+            let tenant = d.tenant()?;
+            let filters = to_filters(&proto::get_filters(d)?);
+            let tr = time_range(d)?;
+            let max_series = usize::try_from(d.u64()?).unwrap_or(usize::MAX);
+            let names = storage.series(tenant, &filters, tr, max_series)?;
+            let mut e = Enc::default();
+            e.u32(names.len() as u32);
+            for name in &names {
+                e.u32(name.labels.len() as u32);
+                for (n, v) in &name.labels {
+                    e.str(n).str(v);
+                }
+            }
+            Ok(ok(e))
+        }
         op::TSDB_STATUS => {
             let tenant = d.tenant()?;
             let date_ms = d.i64()?;

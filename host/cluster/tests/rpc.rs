@@ -120,6 +120,10 @@ fn insert_router_and_fan_out_over_real_nodes() {
     let series = source.select(&m, 0, i64::MAX / 2).unwrap();
     assert!(series.iter().all(|s| s.timestamps.len() == 2), "replicas merged once");
     assert!(!source.status().is_partial());
+    // Names only (the series API): every replicated series once.
+    let names = source.series_labels(&m, 0, i64::MAX / 2).unwrap();
+    assert_eq!(names.len(), 50);
+    assert!(names.iter().all(|l| l.get("__name__") == "rpc_metric"));
     assert_eq!(
         source.label_names(&[], 0, i64::MAX / 2).unwrap(),
         vec!["__name__".to_string(), "instance".to_string()]

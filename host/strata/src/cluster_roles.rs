@@ -190,11 +190,22 @@ async fn insert(config: ApplianceConfig) -> anyhow::Result<()> {
             ..InsertOptions::default()
         },
     ));
-    let router = ServerBuilder::new(http_options(&config), metrics(Role::Insert)).merge(ingest_api::insert_routes(
+    let limits = crate::single::ingest_limits(&config);
+    // Plugin ingestion protocols under /insert/<tenant>/<plugin>/..., plus the plugin admin API.
+    let (plugin_routes, plugins) = crate::plugins_wiring::insert_routes(
+        &config,
         Arc::clone(&sink) as Arc<dyn strata_ingest::SampleSink>,
-        crate::single::ingest_limits(&config),
-    ));
+        limits.clone(),
+    )
+    .await?;
+    let router = ServerBuilder::new(http_options(&config), metrics(Role::Insert))
+        .merge(ingest_api::insert_routes(
+            Arc::clone(&sink) as Arc<dyn strata_ingest::SampleSink>,
+            limits,
+        ))
+        .merge(plugin_routes);
     let served = serve_http(&config, Role::Insert, router).await;
+    plugins.stop().await;
     // Writes were answered once buffered: send what is still buffered before exiting.
     let timeout = config.http.shutdown_timeout.get();
     let drained = tokio::task::spawn_blocking(move || sink.flush(timeout))
