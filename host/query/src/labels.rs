@@ -132,6 +132,17 @@ impl Labels {
         )
     }
 
+    /// Drops exactly the labels whose name is in `names` (the metric name only if listed).
+    pub fn without_names(&self, names: &[String]) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| !names.iter().any(|n| n == &l.name))
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// The metric name, if any.
     pub fn metric_name(&self) -> Option<&str> {
         let v = self.get(METRIC_NAME);

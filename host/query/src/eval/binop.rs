@@ -1,6 +1,7 @@
 //! Binary operators: scalar/scalar, vector/scalar, and vector/vector with label matching.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use super::{Ctx, QueryError, StepSeries, Val, absent, is_absent, merge_same_labels};
 use crate::ast::{BinOp, Cardinality, Expr, VectorMatching};
@@ -98,6 +99,11 @@ fn vector_scalar(
     swap: bool,
 ) -> Result<Val, QueryError> {
     let drop = drops_name(op) || return_bool;
+    // Input labels are unique; dropping one shared name keeps them so, and then the merge
+    // (a hash map of every label set) can be skipped.
+    let one_name = v
+        .windows(2)
+        .all(|w| w[0].labels.get(METRIC_NAME) == w[1].labels.get(METRIC_NAME));
     for series in &mut v {
         for (i, x) in series.vals.iter_mut().enumerate() {
             if is_absent(*x) {
@@ -122,7 +128,29 @@ fn vector_scalar(
         }
     }
     v.retain(|s| s.vals.iter().any(|x| !is_absent(*x)));
+    if !drop || one_name {
+        return Ok(Val::Vector(v));
+    }
     Ok(Val::Vector(merge_same_labels(v)?))
+}
+
+/// A 64-bit hash of the match key of a series under `on(...)`/`ignoring(...)`, computed
+/// without building the key (Prometheus matches on such hashes too).
+fn signature_hash(l: &Labels, m: &VectorMatching) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for lab in l.iter() {
+        let listed = m.labels.iter().any(|n| n == &lab.name);
+        let included = if m.on {
+            listed
+        } else {
+            !listed && lab.name != METRIC_NAME
+        };
+        if included {
+            lab.name.hash(&mut h);
+            lab.value.hash(&mut h);
+        }
+    }
+    h.finish()
 }
 
 /// The match key of a series under `on(...)`/`ignoring(...)`.
@@ -142,10 +170,10 @@ fn set_op(
     n: usize,
 ) -> Result<Val, QueryError> {
     // Per signature and step: is any rhs (resp. lhs) series present?
-    let mut rhs_present: HashMap<Labels, Vec<bool>> = HashMap::new();
+    let mut rhs_present: HashMap<u64, Vec<bool>> = HashMap::new();
     for s in &rhs {
         let p = rhs_present
-            .entry(signature(&s.labels, m))
+            .entry(signature_hash(&s.labels, m))
             .or_insert_with(|| vec![false; n]);
         for (i, v) in s.vals.iter().enumerate() {
             p[i] |= !is_absent(*v);
@@ -157,7 +185,7 @@ fn set_op(
             let want = op == BinOp::And;
             let mut out = lhs;
             for s in &mut out {
-                let p = rhs_present.get(&signature(&s.labels, m)).unwrap_or(&none);
+                let p = rhs_present.get(&signature_hash(&s.labels, m)).unwrap_or(&none);
                 for (i, v) in s.vals.iter_mut().enumerate() {
                     if p[i] != want {
                         *v = absent();
@@ -168,10 +196,10 @@ fn set_op(
             Ok(Val::Vector(out))
         }
         _ => {
-            let mut lhs_present: HashMap<Labels, Vec<bool>> = HashMap::new();
+            let mut lhs_present: HashMap<u64, Vec<bool>> = HashMap::new();
             for s in &lhs {
                 let p = lhs_present
-                    .entry(signature(&s.labels, m))
+                    .entry(signature_hash(&s.labels, m))
                     .or_insert_with(|| vec![false; n]);
                 for (i, v) in s.vals.iter().enumerate() {
                     p[i] |= !is_absent(*v);
@@ -179,7 +207,7 @@ fn set_op(
             }
             let mut out = lhs;
             for mut s in rhs {
-                let p = lhs_present.get(&signature(&s.labels, m)).unwrap_or(&none);
+                let p = lhs_present.get(&signature_hash(&s.labels, m)).unwrap_or(&none);
                 for (i, v) in s.vals.iter_mut().enumerate() {
                     if p[i] {
                         *v = absent();
@@ -196,22 +224,20 @@ fn set_op(
 
 /// Output labels of a matched pair (`many` is the side whose labels carry over).
 fn result_labels(many: &Labels, one: &Labels, op: BinOp, return_bool: bool, m: &VectorMatching) -> Labels {
-    let mut l = if drops_name(op) || return_bool {
-        many.without_name()
-    } else {
-        many.clone()
-    };
-    if m.card == Cardinality::OneToOne {
-        l = if m.on {
-            l.keep_only(&m.labels)
-        } else {
-            let mut x = l.clone();
-            for n in &m.labels {
-                x.remove(n);
+    let drop_name = drops_name(op) || return_bool;
+    let mut l = match (m.card == Cardinality::OneToOne, m.on, drop_name) {
+        (true, true, _) => {
+            let mut x = many.keep_only(&m.labels);
+            if drop_name {
+                x.remove(METRIC_NAME);
             }
             x
-        };
-    }
+        }
+        (true, false, true) => many.drop_names(&m.labels),
+        (true, false, false) => many.without_names(&m.labels),
+        (false, _, true) => many.without_name(),
+        (false, _, false) => many.clone(),
+    };
     for name in &m.include {
         let v = one.get(name);
         l.set(name, v);
@@ -233,19 +259,19 @@ fn vector_vector(
     // With group_right the sides swap roles: `many` carries the labels, `one` must be unique.
     let swap = m.card == Cardinality::OneToMany;
     let (many, one) = if swap { (&rhs, &lhs) } else { (&lhs, &rhs) };
-    let mut groups: HashMap<Labels, (Vec<usize>, Vec<usize>)> = HashMap::new();
+    let mut groups: HashMap<u64, (Vec<usize>, Vec<usize>)> = HashMap::new();
     for (i, s) in many.iter().enumerate() {
-        groups.entry(signature(&s.labels, m)).or_default().0.push(i);
+        groups.entry(signature_hash(&s.labels, m)).or_default().0.push(i);
     }
     for (i, s) in one.iter().enumerate() {
-        if let Some(g) = groups.get_mut(&signature(&s.labels, m)) {
+        if let Some(g) = groups.get_mut(&signature_hash(&s.labels, m)) {
             g.1.push(i);
         }
     }
     let mut out: Vec<StepSeries> = Vec::new();
     let mut out_index: HashMap<Labels, usize> = HashMap::new();
     let mut pair_out: HashMap<(usize, usize), usize> = HashMap::new();
-    for (sig, (many_ids, one_ids)) in &groups {
+    for (many_ids, one_ids) in groups.values() {
         if one_ids.is_empty() {
             continue;
         }
@@ -255,6 +281,7 @@ fn vector_vector(
                 continue;
             };
             if one_present.next().is_some() {
+                let sig = signature(&one[oi].labels, m);
                 let side = if swap { "left" } else { "right" };
                 return Err(QueryError::Eval(format!(
                     "found duplicate series for the match group {sig} on the {side} hand-side of the operation;many-to-many matching not allowed: matching labels must be unique on one side"
