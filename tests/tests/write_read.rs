@@ -125,7 +125,10 @@ fn remote_write_then_query_export_and_restart() {
     for name in ["__name__", "instance", "job"] {
         assert!(names.contains(&name), "{labels}");
     }
-    let values = node.get("/api/v1/label/instance/values").json();
+    // Only this test's job: the node also stores its own metrics (self-scrape, job="strata").
+    let values = node
+        .get("/api/v1/label/instance/values?match[]=%7Bjob%3D%22node%22%7D")
+        .json();
     assert_eq!(values["data"], serde_json::json!(["host-0", "host-1", "host-2"]));
 
     // Graceful restart keeps everything.
