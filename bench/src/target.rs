@@ -95,20 +95,33 @@ impl Target {
     pub fn influx_path(&self) -> Result<&'static str, &'static str> {
         match self.kind {
             Kind::VictoriaMetrics => Ok("/write"),
-            // The hook for Strata's influx plugin: once the plugin is mounted, return its path
-            // here and the harness measures it like VictoriaMetrics' native `/write`.
-            Kind::Strata => Err("not available (plugin missing)"),
+            // Strata's influx plugin (plugins/influx), mounted at /write when its component is
+            // built; `start` loads it with VictoriaMetrics' single-field naming.
+            Kind::Strata if influx_component().exists() => Ok("/write"),
+            Kind::Strata => Err("not available (plugins/dist/strata_influx.wasm missing: run scripts/build-plugins)"),
             Kind::Prometheus => Err("n/a (no such endpoint)"),
         }
     }
 
     /// Starts the server on a free port with `data_dir`, logging into `log`, and waits for it.
+    /// Strata gets an appliance.toml in `work_dir` loading the influx plugin when it is built.
     pub fn start(&self, data_dir: &Path, work_dir: &Path, log: &Path) -> Result<Server, TargetError> {
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(&self.bin);
         match self.kind {
             Kind::Strata => {
+                let plugin = influx_component();
+                if plugin.exists() {
+                    // Same naming as VictoriaMetrics' -influxSkipSingleField below.
+                    std::fs::write(
+                        work_dir.join("appliance.toml"),
+                        format!(
+                            "[[plugins]]\nname = \"influx\"\npath = {:?}\nkind = \"ingest\"\nconfig = {{ skip_single_field = \"true\" }}\n",
+                            plugin.display().to_string()
+                        ),
+                    )?;
+                }
                 cmd.arg("single")
                     .arg("--http-listen-addr")
                     .arg(&addr)
@@ -159,6 +172,11 @@ impl Target {
         server.wait_ready(self.ready_path(), started)?;
         Ok(server)
     }
+}
+
+/// The influx plugin component `scripts/build-plugins` builds.
+fn influx_component() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/strata_influx.wasm")
 }
 
 /// A running server; killed on drop if still running.

@@ -85,7 +85,12 @@ fn the_guide_plugin_builds_loads_and_parses() {
         "the guide's plugin does not build:\n{}",
         String::from_utf8_lossy(&build.stderr)
     );
-    let wasm = target.join("wasm32-wasip2/release/strata_myproto.wasm");
+    // Move the component out of the shared target dir: scripts/build-plugins copies every
+    // component it finds there into plugins/dist/, and this one is not a bundled plugin.
+    let built = target.join("wasm32-wasip2/release/strata_myproto.wasm");
+    let wasm = dir.path().join("strata_myproto.wasm");
+    std::fs::copy(&built, &wasm).unwrap();
+    std::fs::remove_file(&built).unwrap();
 
     let mut spec = common::spec("myproto", "strata_influx");
     spec.path = wasm;
