@@ -533,3 +533,44 @@ fn single_scrapes_itself_by_default_and_a_promscrape_config_given_by_flag() {
         "no scraper without a config or self-scrape"
     );
 }
+
+#[test]
+fn self_scrape_uses_a_read_token_when_metrics_are_protected() {
+    const READER: &str = "agent-e2e-reader-token-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("appliance.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nself_scrape_interval = \"1s\"\n\n[auth]\nprotect_metrics = true\n\n[[auth.tokens]]\ntoken = \"{READER}\"\nroles = [\"read\"]\n"
+        ),
+    )
+    .unwrap();
+    let node = Strata::builder()
+        .arg("--config")
+        .arg(config.display().to_string())
+        .start();
+    // /metrics is closed without the token, so the self-scrape must be sending it.
+    assert_eq!(node.get("/metrics").status, 401);
+    let auth = format!("Bearer {READER}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = node.post_with("/api/v1/query", &headers, b"query=up%7Bjob%3D%22strata%22%7D");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let result = reply.json()["data"]["result"].clone();
+        if let Some(first) = result.as_array().and_then(|a| a.first()) {
+            assert_eq!(first["value"][1], "1", "the self-scrape was refused: {result}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no self-scrape sample; logs:\n{}",
+            node.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use strata_ingest::SampleSink;
 
-use crate::config::{ConfigError, LoadedConfig, PromConfig, ScrapeConfig, StaticConfig, load_file};
+use crate::config::{ConfigError, LoadedConfig, PromConfig, ScrapeConfig, StaticConfig, TlsConfig, load_file};
 use crate::discovery::{DroppedTarget, TargetSpec, discover};
 use crate::duration::PromDuration;
 use crate::scrape::{ScrapeLoop, Stop, TargetStatus};
@@ -33,12 +33,17 @@ pub struct ScrapeOptions {
 }
 
 /// The self-scrape job: `http://<address>/metrics` with `job="strata"` every `interval`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SelfScrape {
     /// `host:port` of the node's own HTTP server.
     pub address: String,
     /// Scrape interval (the timeout is the smaller of 10s and the interval).
     pub interval: Duration,
+    /// The node serves HTTPS: scrape with `https` and without verifying the certificate (it is
+    /// our own listener, and its certificate need not name the address it is bound to).
+    pub https: bool,
+    /// Sent as `Authorization: Bearer` when `/metrics` needs a token.
+    pub bearer_token: Option<String>,
 }
 
 /// The job name of the self-scrape.
@@ -242,13 +247,16 @@ impl Inner {
                     metrics_path: "/metrics".to_owned(),
                     honor_labels: false,
                     honor_timestamps: true,
-                    scheme: "http".to_owned(),
+                    scheme: if own.https { "https" } else { "http" }.to_owned(),
                     params: Default::default(),
                     basic_auth: None,
-                    bearer_token: None,
+                    bearer_token: own.bearer_token.clone(),
                     bearer_token_file: None,
                     authorization: None,
-                    tls_config: None,
+                    tls_config: own.https.then(|| TlsConfig {
+                        insecure_skip_verify: true,
+                        ..TlsConfig::default()
+                    }),
                     static_configs: vec![StaticConfig {
                         targets: vec![own.address.clone()],
                         labels: Default::default(),

@@ -143,12 +143,7 @@ impl ScrapeLoop {
     /// derived from the target's key, so they do not all fire at once.
     pub fn run(mut self, stop: &Receiver<Stop>) {
         let interval_ms = i64::try_from(self.spec.interval.as_millis()).unwrap_or(i64::MAX).max(1);
-        let offset = i64::try_from(self.spec.key % interval_ms as u64).unwrap_or(0);
-        let now = now_ms();
-        let mut next = now - now.rem_euclid(interval_ms) + offset;
-        if next < now {
-            next += interval_ms;
-        }
+        let mut next = first_scrape_at(now_ms(), interval_ms, self.spec.key);
         loop {
             let wait = u64::try_from(next - now_ms()).unwrap_or(0);
             match stop.recv_timeout(Duration::from_millis(wait)) {
@@ -392,6 +387,18 @@ impl ScrapeLoop {
             body_bytes: body.len(),
         })
     }
+}
+
+/// When a loop started at `now` (ms) scrapes first: at the target's own phase within the
+/// interval, `key % interval` after each multiple of the interval. Targets of one job have
+/// different keys (hashes of URL and labels), so their scrapes spread evenly over the interval
+/// instead of firing together; a target keeps its phase across reloads and restarts, so the
+/// spacing of its samples stays even.
+pub fn first_scrape_at(now: i64, interval_ms: i64, key: u64) -> i64 {
+    let interval_ms = interval_ms.max(1);
+    let offset = i64::try_from(key % interval_ms.unsigned_abs()).unwrap_or(0);
+    let next = now - now.rem_euclid(interval_ms) + offset;
+    if next < now { next + interval_ms } else { next }
 }
 
 /// Adds target labels to scraped `labels` (both sorted). With `honor_labels` the scraped

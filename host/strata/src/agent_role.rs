@@ -7,11 +7,13 @@
 //! Shutdown: stop serving, stop the scrape loops, stop the senders (unsent blocks stay on disk
 //! and go out after the next start).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use strata_agent::{Protocol, RemoteWriteOptions, RemoteWriter, ScrapeManager, ScrapeOptions, SelfScrape};
 use strata_config::agent::RemoteWriteProtocol;
+use strata_config::auth::AccessRole;
 use strata_config::{ApplianceConfig, Role};
 use strata_http::{BuildInfo, HttpOptions, MetricsHandle, ServerBuilder};
 
@@ -68,15 +70,11 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     let addr = config.http.listen_addr_for(Role::Agent);
     let listener = strata_http::bind(addr).await?;
     let local = listener.local_addr().context("cannot read the bound address")?;
-    let self_scrape = agent.self_scrape_interval_for(Role::Agent);
     let scrape_options = ScrapeOptions {
         config_file: Some(scrape_file.clone()),
         strict_parse: agent.strict_parse,
         check_interval: agent.config_check_interval.get(),
-        self_scrape: (!self_scrape.is_zero()).then(|| SelfScrape {
-            address: local.to_string(),
-            interval: self_scrape,
-        }),
+        self_scrape: self_scrape(&config, Role::Agent, local),
     };
     let sink = Arc::clone(&writer) as Arc<dyn strata_ingest::SampleSink>;
     let manager = tokio::task::spawn_blocking(move || ScrapeManager::start(scrape_options, sink))
@@ -123,6 +121,36 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     served.context("HTTP server failed")?;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// The self-scrape job of `role` for a node listening on `local`, or `None` when it is off
+/// (`agent.self_scrape_interval_for`). It follows the node's own HTTP settings: `https` when the
+/// listener serves TLS, and a `read` token when `/metrics` is protected.
+pub(crate) fn self_scrape(config: &ApplianceConfig, role: Role, local: SocketAddr) -> Option<SelfScrape> {
+    let interval = config.agent.self_scrape_interval_for(role);
+    if interval.is_zero() {
+        return None;
+    }
+    let bearer_token = if config.auth.enabled() && config.auth.protect_metrics {
+        let token = config
+            .auth
+            .tokens
+            .iter()
+            .find(|t| t.roles.contains(&AccessRole::Read))
+            .map(|t| t.token.clone());
+        if token.is_none() {
+            tracing::warn!("/metrics needs a read token and none is configured: the self-scrape will be refused");
+        }
+        token
+    } else {
+        None
+    };
+    Some(SelfScrape {
+        address: local.to_string(),
+        interval,
+        https: config.http.tls_cert_file.is_some(),
+        bearer_token,
+    })
 }
 
 /// Reloads the scrape configuration on every SIGHUP until aborted. A broken new file is logged

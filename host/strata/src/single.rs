@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use strata_agent::{ScrapeManager, ScrapeOptions, SelfScrape};
+use strata_agent::{ScrapeManager, ScrapeOptions};
 use strata_config::{ApplianceConfig, CorruptPartPolicy, Role};
 use strata_http::local::{StorageSink, StorageSource};
 use strata_http::query_api::QueryApiOptions;
@@ -106,16 +106,13 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     // Scraping is on when a prometheus.yml is configured or self-scrape is asked for; samples go
     // straight into local storage.
     let agent = &config.agent;
-    let self_scrape = agent.self_scrape_interval_for(Role::Single);
-    let scraper = if agent.scrape_config_file.is_some() || !self_scrape.is_zero() {
+    let self_scrape = crate::agent_role::self_scrape(&config, Role::Single, local);
+    let scraper = if agent.scrape_config_file.is_some() || self_scrape.is_some() {
         let options = ScrapeOptions {
             config_file: agent.scrape_config_file.clone(),
             strict_parse: agent.strict_parse,
             check_interval: agent.config_check_interval.get(),
-            self_scrape: (!self_scrape.is_zero()).then(|| SelfScrape {
-                address: local.to_string(),
-                interval: self_scrape,
-            }),
+            self_scrape,
         };
         let sink: Arc<dyn SampleSink> = Arc::new(StorageSink::new(Arc::clone(&storage)));
         let manager = tokio::task::spawn_blocking(move || ScrapeManager::start(options, sink))

@@ -98,6 +98,8 @@ fn self_scrape_without_a_file() {
             self_scrape: Some(SelfScrape {
                 address: own.addr.clone(),
                 interval: Duration::from_millis(200),
+                bearer_token: Some("self-scrape-token".into()),
+                ..SelfScrape::default()
             }),
         },
         sink.clone(),
@@ -110,5 +112,9 @@ fn self_scrape_without_a_file() {
     });
     let targets = manager.targets();
     assert_eq!(targets.active[0].spec.job, SELF_JOB);
+    assert!(
+        matches!(&targets.active[0].spec.auth, crate::discovery::Auth::Header { credentials: Some(c), .. } if c == "self-scrape-token")
+    );
+    assert!(targets.active[0].spec.url.starts_with("http://"));
     assert_eq!(targets.active[0].spec.timeout, Duration::from_millis(200));
 }

@@ -268,3 +268,32 @@ fn borrowed_label_helpers() {
     assert!(merge_ref(&mut l, &other, true));
     assert!(!merge_ref(&mut l, &other, false), "a conflict needs the owned path");
 }
+
+#[test]
+fn scrapes_of_a_job_spread_over_the_interval() {
+    let interval = 10_000;
+    let now = 1_700_000_123_456;
+    // 200 targets of one job: keys as discovery makes them (hashes of URL and labels).
+    let starts: Vec<i64> = (0..200)
+        .map(|i| {
+            let key = xxhash_rust::xxh64::xxh64(format!("http://10.0.0.{i}:9100/metrics").as_bytes(), 7);
+            first_scrape_at(now, interval, key)
+        })
+        .collect();
+    for &t in &starts {
+        assert!((now..now + interval).contains(&t), "{t} outside the first interval");
+    }
+    // Every tenth of the interval gets some of them, none gets a crowd.
+    let mut buckets = [0usize; 10];
+    for &t in &starts {
+        buckets[usize::try_from((t - now) * 10 / interval).unwrap()] += 1;
+    }
+    assert!(buckets.iter().all(|&n| (5..=40).contains(&n)), "{buckets:?}");
+    // The phase is the target's own: the same key starts at the same point of any interval.
+    let key = 123_456_789;
+    let a = first_scrape_at(now, interval, key);
+    let b = first_scrape_at(now + 3 * interval + 777, interval, key);
+    assert_eq!((b - a).rem_euclid(interval), 0);
+    // A zero interval does not divide by zero.
+    assert_eq!(first_scrape_at(now, 0, key), now);
+}
