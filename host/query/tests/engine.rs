@@ -243,3 +243,62 @@ fn result_shapes() {
     let r = e.instant_query("m", 120_000).unwrap();
     assert_eq!(r.stats.series_fetched, 1);
 }
+
+#[test]
+fn sharded_streaming_reads_match_across_thread_counts() {
+    // MemSource hands out shards of 16 series, so 1100 series are read by several workers.
+    let src: Arc<MemSource> = Arc::new(source());
+    let engine = |threads| {
+        Engine::new(
+            src.clone(),
+            QueryOptions {
+                threads,
+                ..Default::default()
+            },
+        )
+    };
+    let (one, four) = (engine(1), engine(4));
+    for q in [
+        "req_total",
+        "rate(req_total[5m])",
+        "holt_winters(req_total[10m], 0.5, 0.5)",
+        "req_total / on (instance) req_total",
+        "topk(5, increase(req_total[10m]))",
+        "timestamp(req_total)",
+        "quantile_over_time(0.5, req_total[5m])",
+    ] {
+        let a = matrix(one.range_query(q, 600_000, 7_200_000, 60_000).unwrap().value);
+        let b = matrix(four.range_query(q, 600_000, 7_200_000, 60_000).unwrap().value);
+        assert!(!a.is_empty(), "{q}");
+        assert_close(&a, &b, q);
+    }
+}
+
+#[test]
+fn limits_fail_while_series_stream_in() {
+    let src: Arc<MemSource> = Arc::new(source());
+    let few_series = Engine::new(
+        src.clone(),
+        QueryOptions {
+            max_series: 100,
+            threads: 3,
+            ..Default::default()
+        },
+    );
+    for q in ["req_total", "rate(req_total[5m])", "sum(rate(req_total[5m]))"] {
+        let err = few_series.instant_query(q, 3_600_000).unwrap_err();
+        assert!(matches!(err, QueryError::TooManySeries(100)), "{q}: {err}");
+    }
+    let few_samples = Engine::new(
+        src,
+        QueryOptions {
+            max_samples: 10_000,
+            threads: 3,
+            ..Default::default()
+        },
+    );
+    let err = few_samples
+        .instant_query("sum(sum_over_time(req_total[1h]))", 3_600_000)
+        .unwrap_err();
+    assert!(matches!(err, QueryError::TooManySamples), "{err}");
+}
