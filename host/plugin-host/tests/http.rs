@@ -117,3 +117,32 @@ async fn admin_api_lists_and_reloads() {
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.contains("influx"));
 }
+
+#[tokio::test]
+async fn insert_role_routes_carry_the_tenant_in_the_path() {
+    let host =
+        Arc::new(PluginHost::load(HostOptions::default(), vec![common::spec("influx", "strata_influx")]).unwrap());
+    let sink = Arc::new(MemorySink::new());
+    let router = strata_plugin_host::routes::tenant_ingest_routes(host, sink.clone(), IngestLimits::default());
+    for (uri, account, project) in [
+        ("/insert/7/influx/write", 7, 0),
+        ("/insert/3:4/influx/api/v2/write", 3, 4),
+    ] {
+        let (status, text) = send(&router, post(uri, "m value=1\n")).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{uri}: {text}");
+        let last = sink.series().pop().unwrap();
+        assert_eq!(
+            (last.tenant.account_id, last.tenant.project_id),
+            (account, project),
+            "{uri}"
+        );
+    }
+    let (status, text) = send(&router, post("/insert/x:y/influx/write", "m value=1\n")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("invalid tenant"), "{text}");
+    // Single-node paths are not mounted here.
+    assert_eq!(
+        send(&router, post("/write", "m value=1\n")).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
