@@ -490,6 +490,18 @@ fn agent_sends_remote_write_2_0_set_up_by_flags_only() {
     assert_eq!(blocks_sent(&agent, "1.0"), 0.0);
     // The queue lives where the flag says.
     assert!(queue.join("persistent-queue").is_dir());
+    let metrics = agent.get("/metrics").body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("strata_agent_remote_write_protocol_version") && l.ends_with(" 2")),
+        "{metrics}"
+    );
+    // The agent publishes its effective configuration too: the flags are in it.
+    let config = agent.get("/api/v1/status/config").json();
+    let text = config["data"]["toml"].as_str().unwrap_or_default();
+    assert!(text.contains("remote_write_protocol = \"2\""), "{config}");
+    assert!(text.contains(&queue.display().to_string()), "{config}");
 }
 
 #[test]

@@ -381,6 +381,11 @@ pub fn encode_v2(batch: &MetricBatch) -> Vec<u8> {
 
 impl UrlSender {
     fn run(self, stop: &Receiver<()>) {
+        let version = match self.version.get() {
+            Version::V1 => 1.0,
+            Version::V2 => 2.0,
+        };
+        metrics::gauge!("strata_agent_remote_write_protocol_version", "url" => redact(&self.url)).set(version);
         loop {
             if !matches!(stop.try_recv(), Err(TryRecvError::Empty)) {
                 return;
@@ -440,6 +445,7 @@ impl UrlSender {
         tracing::warn!(url = %redact(&self.url), "the receiver does not take remote-write 2.0 ({why}); sending 1.0 from now on");
         self.version.set(Version::V1);
         self.stat(|s| s.protocol = Version::V1.name());
+        metrics::gauge!("strata_agent_remote_write_protocol_version", "url" => redact(&self.url)).set(1.0);
         metrics::counter!("strata_agent_remote_write_protocol_fallbacks_total").increment(1);
         true
     }

@@ -87,6 +87,7 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     let router = ServerBuilder::new(http_options.clone(), metrics)
         .security(security.clone())
         .merge(strata_agent::api::routes(Arc::clone(&manager)))
+        .merge(crate::status_config::routes(&config))
         .build();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
