@@ -3,7 +3,8 @@
 //!
 //! Modes: `ok` (one valid series), `loop` (spins forever), `bomb` (allocates without bound),
 //! `trap` (panics, which aborts the instance), `invalid` (an invalid label name),
-//! `huge` (`n` series, default one million), `badref` (label refs pointing outside the symbols).
+//! `huge` (`n` series, default one million), `error` (a parse error at line 3, byte 17). Broken
+//! references cannot be built through the SDK; the host's `convert` tests cover them.
 
 use strata_plugin_sdk::{BatchBuilder, IngestInfo, IngestPlugin, Params, ParseError, param};
 
