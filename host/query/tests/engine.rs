@@ -302,3 +302,80 @@ fn limits_fail_while_series_stream_in() {
         .unwrap_err();
     assert!(matches!(err, QueryError::TooManySamples), "{err}");
 }
+
+/// A source without its own sharding: the engine gets the default single shard.
+struct OneShard(MemSource);
+
+impl strata_query::SeriesSource for OneShard {
+    fn select(
+        &self,
+        matchers: &[strata_query::LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, strata_query::SourceError> {
+        self.0.select(matchers, start_ms, end_ms)
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[strata_query::LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, strata_query::SourceError> {
+        self.0.label_names(matchers, start_ms, end_ms)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[strata_query::LabelMatcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, strata_query::SourceError> {
+        self.0.label_values(name, matchers, start_ms, end_ms)
+    }
+}
+
+#[test]
+fn a_single_shard_is_computed_by_all_workers_in_order() {
+    use strata_query::SeriesSource as _;
+    let sharded = Engine::new(
+        Arc::new(source()),
+        QueryOptions {
+            threads: 1,
+            ..Default::default()
+        },
+    );
+    let single = Engine::new(
+        Arc::new(OneShard(source())),
+        QueryOptions {
+            threads: 3,
+            ..Default::default()
+        },
+    );
+    for q in [
+        "req_total",
+        "rate(req_total[5m])",
+        "sum by (job) (rate(req_total[5m]))",
+        "topk(3, req_total)",
+    ] {
+        let a = matrix(sharded.range_query(q, 600_000, 7_200_000, 60_000).unwrap().value);
+        let b = matrix(single.range_query(q, 600_000, 7_200_000, 60_000).unwrap().value);
+        assert!(!a.is_empty(), "{q}");
+        assert_close(&a, &b, q);
+    }
+    let limited = Engine::new(
+        Arc::new(OneShard(source())),
+        QueryOptions {
+            max_series: 300,
+            threads: 3,
+            ..Default::default()
+        },
+    );
+    let err = limited.instant_query("rate(req_total[5m])", 3_600_000).unwrap_err();
+    assert!(matches!(err, QueryError::TooManySeries(300)), "{err}");
+    assert_eq!(
+        OneShard(source()).select_shards(&[], 0, 1).map(|s| s.len()).ok(),
+        Some(1)
+    );
+}

@@ -15,6 +15,9 @@ use crate::source::{SelectShard, Series};
 /// Series between two deadline checks inside a shard.
 const DEADLINE_EVERY: usize = 64;
 
+/// Series per chunk when one reader feeds several workers.
+const CHUNK: usize = 64;
+
 impl Ctx<'_> {
     /// Reads the series of `matchers` over `[mint, maxt]` on up to `threads()` threads. Each
     /// worker starts with `init()` and calls `visit(state, shard, series)` for every series of
@@ -30,7 +33,13 @@ impl Ctx<'_> {
         visit: impl Fn(&mut S, usize, Series) -> Result<(), QueryError> + Sync,
     ) -> Result<Vec<S>, QueryError> {
         self.check_deadline()?;
-        let shards = self.engine.source.select_shards(matchers, mint, maxt)?;
+        let mut shards = self.engine.source.select_shards(matchers, mint, maxt)?;
+        if shards.len() == 1 && self.threads() > 1 {
+            // A source that cannot split its reads: one thread reads, all compute.
+            if let Some(shard) = shards.pop() {
+                return self.scan_one_shard(shard, init, visit);
+            }
+        }
         let workers = self.threads().min(shards.len()).max(1);
         let queue: Mutex<std::iter::Enumerate<std::vec::IntoIter<SelectShard<'_>>>> =
             Mutex::new(shards.into_iter().enumerate());
@@ -96,6 +105,91 @@ impl Ctx<'_> {
                 out
             })
         };
+        if let Some(e) = failure.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        self.check_deadline()?;
+        Ok(states)
+    }
+
+    /// [`Ctx::scan`] over a single shard: this thread reads it and hands chunks of series to
+    /// the workers through a small bounded queue (so memory stays bounded too). Chunks are
+    /// numbered in read order and passed as the `shard` index, which keeps the source's order
+    /// recoverable.
+    fn scan_one_shard<S: Send>(
+        &self,
+        shard: SelectShard<'_>,
+        init: impl Fn() -> S + Sync,
+        visit: impl Fn(&mut S, usize, Series) -> Result<(), QueryError> + Sync,
+    ) -> Result<Vec<S>, QueryError> {
+        let workers = self.threads().max(1);
+        let failure: Mutex<Option<QueryError>> = Mutex::new(None);
+        let stop = AtomicBool::new(false);
+        let selected = AtomicUsize::new(0);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Series>)>(workers * 2);
+        let rx = Mutex::new(rx);
+        let work = || -> S {
+            let mut state = init();
+            loop {
+                let msg = match rx.lock() {
+                    Ok(r) => r.recv(),
+                    Err(_) => break,
+                };
+                let Ok((idx, chunk)) = msg else {
+                    break;
+                };
+                for series in chunk {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let outcome = self
+                        .count_series(&selected, &series)
+                        .and_then(|_| visit(&mut state, idx, series));
+                    if let Err(e) = outcome {
+                        fail(&failure, &stop, e);
+                    }
+                }
+                if let Err(e) = self.check_deadline() {
+                    fail(&failure, &stop, e);
+                }
+            }
+            state
+        };
+        let states = std::thread::scope(|scope| {
+            let work = &work;
+            let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let mut idx = 0usize;
+            let result = shard(&mut |series: Series| {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                chunk.push(series);
+                if chunk.len() == CHUNK {
+                    if tx.send((idx, std::mem::take(&mut chunk))).is_err() {
+                        return false;
+                    }
+                    idx += 1;
+                }
+                true
+            });
+            if !chunk.is_empty() {
+                let _ = tx.send((idx, chunk));
+            }
+            // Closing the queue ends the workers once it is drained.
+            drop(tx);
+            if let Err(e) = result {
+                fail(&failure, &stop, e.into());
+            }
+            let mut out = Vec::with_capacity(handles.len());
+            for h in handles {
+                match h.join() {
+                    Ok(s) => out.push(s),
+                    Err(_) => fail(&failure, &stop, QueryError::Eval("a worker thread panicked".into())),
+                }
+            }
+            out
+        });
         if let Some(e) = failure.into_inner().ok().flatten() {
             return Err(e);
         }
