@@ -1,6 +1,7 @@
 //! Writes every target's seeds to `fuzz/libfuzzer/corpus/<target>/seed-<n>`, the initial
 //! corpus of the cargo-fuzz runs: `cargo run -p strata-fuzz --example write_corpus`.
 
+use std::io::Write;
 use std::path::Path;
 
 fn main() -> std::io::Result<()> {
@@ -11,7 +12,7 @@ fn main() -> std::io::Result<()> {
         for (i, seed) in strata_fuzz::seeds::for_target(name).iter().enumerate() {
             std::fs::write(dir.join(format!("seed-{i}")), seed)?;
         }
-        println!("{}", dir.display());
+        writeln!(std::io::stdout(), "{}", dir.display())?;
     }
     Ok(())
 }

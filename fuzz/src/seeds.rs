@@ -204,6 +204,9 @@ fn data_blocks() -> Vec<Vec<u8>> {
     out
 }
 
+/// A part's files: (file name, contents).
+pub type PartFiles = Vec<(&'static str, Vec<u8>)>;
+
 /// The files of a small valid data part: (file name, contents).
 pub fn data_part_template() -> &'static [(&'static str, Vec<u8>)] {
     static T: OnceLock<Vec<(&'static str, Vec<u8>)>> = OnceLock::new();
@@ -239,12 +242,12 @@ fn build_data_part() -> Option<Vec<(&'static str, Vec<u8>)>> {
 
 /// The part directory name and the files of a small valid mergeset part.
 pub fn mergeset_part_template() -> (&'static str, &'static [(&'static str, Vec<u8>)]) {
-    static T: OnceLock<(String, Vec<(&'static str, Vec<u8>)>)> = OnceLock::new();
+    static T: OnceLock<(String, PartFiles)> = OnceLock::new();
     let (name, files) = T.get_or_init(|| build_mergeset_part().unwrap_or_default());
     (name.as_str(), files.as_slice())
 }
 
-fn build_mergeset_part() -> Option<(String, Vec<(&'static str, Vec<u8>)>)> {
+fn build_mergeset_part() -> Option<(String, PartFiles)> {
     use strata_mergeset::{INDEX_FILE, ITEMS_FILE, LENS_FILE, METADATA_FILE, METAINDEX_FILE, Table, TableOptions};
     let dir = tempfile::tempdir().ok()?;
     let opts = TableOptions {

@@ -271,14 +271,32 @@ impl Storage {
     }
 
     /// Everything buffered goes to disk; durable when this returns.
+    /// A full disk (`ENOSPC`) is `Unavailable` and switches to read-only mode.
     pub fn force_flush(&self) -> Result<()> {
-        self.index.flush()?;
-        self.table.flush()
+        self.index
+            .flush()
+            .and_then(|()| self.table.flush())
+            .map_err(|e| self.disk_error(e))
+    }
+
+    /// `ENOSPC` becomes read-only mode and an `Unavailable` naming it; other errors pass.
+    fn disk_error(&self, e: StorageError) -> StorageError {
+        if self.durability.guard.note_error(&e) {
+            StorageError::Unavailable(format!("the disk is full: {e}"))
+        } else {
+            e
+        }
     }
 
     /// Merges the parts of the partitions whose name starts with `partition_prefix`.
+    /// Refused (`Unavailable`) in read-only mode: a merge needs free space for its output.
     pub fn force_merge(&self, partition_prefix: &str) -> Result<()> {
-        self.table.force_merge(partition_prefix)
+        if self.is_read_only() {
+            return Err(StorageError::Unavailable(
+                "read-only mode (disk nearly full): merges wait until space is freed".into(),
+            ));
+        }
+        self.table.force_merge(partition_prefix).map_err(|e| self.disk_error(e))
     }
 
     /// Data-side statistics.

@@ -227,6 +227,8 @@ fn disk_full_refuses_writes_and_recovers_by_itself() {
         assert!(Instant::now() < deadline, "never went read-only");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let merge_err = s.force_merge("").unwrap_err();
+    assert!(matches!(merge_err, StorageError::Unavailable(_)), "{merge_err}");
     let err = add(&s, 2, base, 1.0).unwrap_err();
     assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
     assert!(err.to_string().contains("min_free_disk_space"), "{err}");

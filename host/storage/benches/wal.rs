@@ -1,0 +1,120 @@
+//! The cost of the write-ahead log on ingestion: `Storage::add_series` for every series of a
+//! remote-write-like request (1000 series × 1 sample, 6 labels each), then `sync_wal` (the
+//! acknowledgement point), from 1 and from 4 concurrent writers, with `storage.wal` off and on.
+//! Prints samples/s per case (criterion throughput); docs/PERFORMANCE.md records the ratio.
+//!
+//! `cargo bench -p strata-storage --bench wal`
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use strata_storage::data::TableOptions;
+use strata_storage::index::{IndexOptions, Label};
+use strata_storage::{Storage, StorageOptions, Tenant};
+
+const SERIES: usize = 1000;
+
+struct Names {
+    instance: Vec<String>,
+    pod: Vec<String>,
+}
+
+fn names() -> Names {
+    Names {
+        instance: (0..SERIES)
+            .map(|i| format!("10.0.{}.{}:9100", i / 250, i % 250))
+            .collect(),
+        pod: (0..SERIES).map(|i| format!("api-{:05}", i * 7919 % 100_000)).collect(),
+    }
+}
+
+fn request(s: &Storage, n: &Names, writer: usize, ts: i64) {
+    for i in 0..SERIES {
+        let metric = [
+            "node_cpu_seconds_total",
+            "http_requests_total",
+            "process_resident_memory_bytes",
+        ][i % 3];
+        let w = writer.to_string();
+        let labels = [
+            Label {
+                name: "__name__",
+                value: metric,
+            },
+            Label {
+                name: "job",
+                value: "node",
+            },
+            Label {
+                name: "instance",
+                value: &n.instance[i],
+            },
+            Label {
+                name: "pod",
+                value: &n.pod[i],
+            },
+            Label {
+                name: "writer",
+                value: &w,
+            },
+            Label {
+                name: "env",
+                value: "prod",
+            },
+        ];
+        s.add_series(Tenant::default(), &labels, &[ts], &[i as f64 + ts as f64 * 0.001])
+            .expect("add_series");
+    }
+    s.sync_wal().expect("sync_wal");
+}
+
+fn bench(c: &mut Criterion) {
+    let n = names();
+    let mut g = c.benchmark_group("ingest_wal");
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    for writers in [1usize, 4] {
+        for wal in [false, true] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let s = Storage::open(StorageOptions {
+                data_path: dir.path().join("data"),
+                table: TableOptions {
+                    wal,
+                    min_free_disk_bytes: 0,
+                    ..TableOptions::default()
+                },
+                index: IndexOptions::default(),
+            })
+            .expect("open");
+            // Series exist before timing: steady-state ingestion, not series creation.
+            let clock = AtomicI64::new(now - 3_600_000);
+            for w in 0..writers {
+                request(&s, &n, w, clock.fetch_add(1, Ordering::Relaxed));
+            }
+            g.throughput(Throughput::Elements((SERIES * writers) as u64));
+            let name = format!("{writers}_writers/{}", if wal { "wal" } else { "no_wal" });
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    std::thread::scope(|sc| {
+                        for w in 0..writers {
+                            let (s, n, clock) = (&s, &n, &clock);
+                            sc.spawn(move || {
+                                for _ in 0..iters {
+                                    request(s, n, w, clock.fetch_add(1, Ordering::Relaxed));
+                                }
+                            });
+                        }
+                    });
+                    start.elapsed()
+                });
+            });
+            s.close().expect("close");
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
