@@ -358,6 +358,7 @@ fn a_single_shard_is_computed_by_all_workers_in_order() {
         "rate(req_total[5m])",
         "sum by (job) (rate(req_total[5m]))",
         "topk(3, req_total)",
+        "rate(req_total{instance=~\"i1.?\"}[5m])",
     ] {
         let a = matrix(sharded.range_query(q, 600_000, 7_200_000, 60_000).unwrap().value);
         let b = matrix(single.range_query(q, 600_000, 7_200_000, 60_000).unwrap().value);

@@ -112,10 +112,10 @@ impl Ctx<'_> {
         Ok(states)
     }
 
-    /// [`Ctx::scan`] over a single shard: this thread reads it and hands chunks of series to
-    /// the workers through a small bounded queue (so memory stays bounded too). Chunks are
-    /// numbered in read order and passed as the `shard` index, which keeps the source's order
-    /// recoverable.
+    /// [`Ctx::scan`] over a single shard: this thread reads it, computes the first chunk of
+    /// series itself, and hands later chunks to the workers through a small bounded queue (so
+    /// memory stays bounded too). Chunks are numbered in read order and passed as the `shard`
+    /// index, which keeps the source's order recoverable.
     fn scan_one_shard<S: Send>(
         &self,
         shard: SelectShard<'_>,
@@ -157,12 +157,30 @@ impl Ctx<'_> {
         };
         let states = std::thread::scope(|scope| {
             let work = &work;
-            let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+            let mut handles = Vec::new();
+            // The first CHUNK series are computed right here: a small selection never pays
+            // for threads. Workers start once there is more.
+            let mut inline = init();
+            let mut inline_seen = 0usize;
             let mut chunk = Vec::with_capacity(CHUNK);
-            let mut idx = 0usize;
+            let mut idx = 1usize;
             let result = shard(&mut |series: Series| {
                 if stop.load(Ordering::Relaxed) {
                     return false;
+                }
+                if inline_seen < CHUNK {
+                    inline_seen += 1;
+                    let outcome = self
+                        .count_series(&selected, &series)
+                        .and_then(|_| visit(&mut inline, 0, series));
+                    if let Err(e) = outcome {
+                        fail(&failure, &stop, e);
+                        return false;
+                    }
+                    return true;
+                }
+                if handles.is_empty() {
+                    handles.extend((0..workers).map(|_| scope.spawn(work)));
                 }
                 chunk.push(series);
                 if chunk.len() == CHUNK {
@@ -181,7 +199,8 @@ impl Ctx<'_> {
             if let Err(e) = result {
                 fail(&failure, &stop, e.into());
             }
-            let mut out = Vec::with_capacity(handles.len());
+            let mut out = Vec::with_capacity(handles.len() + 1);
+            out.push(inline);
             for h in handles {
                 match h.join() {
                     Ok(s) => out.push(s),
