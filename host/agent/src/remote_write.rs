@@ -349,7 +349,9 @@ fn convert_to_v2(block: &[u8]) -> Result<(Vec<u8>, u64), String> {
 /// Encodes `batch` as one snappy remote-write 2.0 request (labels as a symbol table).
 pub fn encode_v2(batch: &MetricBatch) -> Vec<u8> {
     let mut symbols: Vec<String> = vec![String::new()];
-    let mut index: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    // Ten lookups per series: the hasher matters (see SeededXxh3).
+    let mut index: std::collections::HashMap<&str, u32, SeededXxh3> =
+        std::collections::HashMap::with_capacity_and_hasher(1024, SeededXxh3::new());
     index.insert("", 0);
     let mut timeseries = Vec::with_capacity(batch.series_count());
     for series in batch.iter() {
@@ -377,6 +379,45 @@ pub fn encode_v2(batch: &MetricBatch) -> Vec<u8> {
         });
     }
     prompb::v2::encode_snappy(&prompb::v2::Request { symbols, timeseries })
+}
+
+/// The symbol table's hasher: xxh3 with a per-process random seed. Cheaper than SipHash on
+/// short label strings, and the seed keeps a target that exposes crafted label values from
+/// forcing collisions (a slow conversion would stall the URL's queue).
+#[derive(Clone, Copy)]
+struct SeededXxh3(u64);
+
+impl SeededXxh3 {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        Self(*SEED.get_or_init(|| {
+            // std's RandomState is seeded from the OS; one draw of it is our seed.
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x5eed);
+            h.finish()
+        }))
+    }
+}
+
+struct Xxh3Hasher(u64);
+
+impl std::hash::BuildHasher for SeededXxh3 {
+    type Hasher = Xxh3Hasher;
+
+    fn build_hasher(&self) -> Xxh3Hasher {
+        Xxh3Hasher(self.0)
+    }
+}
+
+impl std::hash::Hasher for Xxh3Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl UrlSender {
