@@ -158,9 +158,20 @@ pub struct Reply {
     pub content_type: Option<String>,
     /// The body as text.
     pub body: String,
+    /// Every response header as (lower-case name, value), in order.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
+    /// The values of header `name` (lower case).
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     /// The body parsed as JSON; panics with the body if it is not JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|err| panic!("not JSON ({err}): {}", self.body))
@@ -204,6 +215,16 @@ impl Strata {
         self.reply(response, path)
     }
 
+    /// GET `path` with these headers (e.g. `("Authorization", "Bearer ...")`).
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.http.get(&format!("{}{path}", self.base_url()));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.call();
+        self.reply(response, path)
+    }
+
     /// POST `body` to `path` with a content type.
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Reply {
         self.post_with(path, &[("Content-Type", content_type)], body)
@@ -239,6 +260,16 @@ impl Strata {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
         let mut body = String::new();
         response
             .body_mut()
@@ -249,6 +280,7 @@ impl Strata {
             status: response.status().as_u16(),
             content_type,
             body,
+            headers,
         }
     }
 

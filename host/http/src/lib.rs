@@ -336,6 +336,123 @@ mod tests {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
+    fn secured(security: Security) -> Router {
+        let metrics = MetricsHandle::install(&BuildInfo {
+            version: "test",
+            role: "single".into(),
+        });
+        // A query that waits until told, to hold a query slot.
+        let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+        let held = std::sync::Arc::clone(&gate);
+        let routes = Router::new()
+            .route(
+                "/api/v1/query",
+                get(move || {
+                    let held = std::sync::Arc::clone(&held);
+                    async move {
+                        held.notified().await;
+                        "done"
+                    }
+                }),
+            )
+            .route("/api/v1/write", post(|| async { StatusCode::NO_CONTENT }));
+        ServerBuilder::new(
+            HttpOptions {
+                max_request_body: 1024,
+                shutdown_timeout: Duration::from_secs(1),
+            },
+            metrics,
+        )
+        .merge(routes)
+        .security(security)
+        .build()
+    }
+
+    #[tokio::test]
+    async fn builder_applies_auth_to_every_route_but_probes() {
+        let security = Security {
+            auth: auth::AuthOptions {
+                tokens: vec![auth::TokenRule {
+                    token: "writer-0123456789abcdef".into(),
+                    roles: vec![auth::Access::Write],
+                    tenants: vec![auth::TenantPattern::parse("0:0").unwrap()],
+                }],
+                ..auth::AuthOptions::default()
+            },
+            ..Security::default()
+        };
+        let app = secured(security);
+        let no_token = Request::post("/api/v1/write").body(Body::empty()).unwrap();
+        let (status, body) = call(app.clone(), no_token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(body.contains("\"errorType\":\"unauthorized\""), "{body}");
+        let ok = Request::post("/api/v1/write")
+            .header(header::AUTHORIZATION, "Bearer writer-0123456789abcdef")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(call(app.clone(), ok).await.0, StatusCode::NO_CONTENT);
+        let wrong_role = Request::get("/api/v1/query")
+            .header(header::AUTHORIZATION, "Bearer writer-0123456789abcdef")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(call(app.clone(), wrong_role).await.0, StatusCode::FORBIDDEN);
+        // Unknown paths need credentials too (no probing of what exists).
+        let unknown = Request::get("/nope").body(Body::empty()).unwrap();
+        assert_eq!(call(app.clone(), unknown).await.0, StatusCode::UNAUTHORIZED);
+        let health = Request::get("/health").body(Body::empty()).unwrap();
+        assert_eq!(call(app, health).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn builder_limits_concurrent_queries() {
+        let security = Security {
+            limits: limits::LimitOptions {
+                max_concurrent_queries: 1,
+                query_queue_wait: Duration::from_millis(20),
+            },
+            ..Security::default()
+        };
+        let app = secured(security);
+        let first = tokio::spawn(
+            app.clone()
+                .oneshot(Request::get("/api/v1/query").body(Body::empty()).unwrap()),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let response = app
+            .clone()
+            .oneshot(Request::get("/api/v1/query").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        // Writes and probes are not queries.
+        let write = Request::post("/api/v1/write").body(Body::empty()).unwrap();
+        assert_eq!(call(app.clone(), write).await.0, StatusCode::NO_CONTENT);
+        first.abort();
+    }
+
+    #[test]
+    fn exposure_warning_only_off_loopback_and_without_both_defences() {
+        let open = Security::default();
+        assert!(!warn_if_exposed("127.0.0.1:1".parse().unwrap(), &open));
+        assert!(!warn_if_exposed("[::1]:1".parse().unwrap(), &open));
+        assert!(warn_if_exposed("0.0.0.0:1".parse().unwrap(), &open));
+        let mut both = Security {
+            tls: Some(tls::TlsOptions::new("c.pem", "k.pem")),
+            ..Security::default()
+        };
+        assert!(
+            warn_if_exposed("10.0.0.1:1".parse().unwrap(), &both),
+            "TLS without tokens"
+        );
+        both.auth.tokens.push(auth::TokenRule {
+            token: "t".repeat(20),
+            roles: vec![auth::Access::Read],
+            tenants: Vec::new(),
+        });
+        assert!(!warn_if_exposed("10.0.0.1:1".parse().unwrap(), &both));
+    }
+
     #[tokio::test]
     async fn unknown_path_is_prometheus_shaped_404() {
         let (status, body) = call(app(1024), Request::get("/nope").body(Body::empty()).unwrap()).await;
