@@ -250,3 +250,71 @@ fn disk_full_refuses_writes_and_recovers_by_itself() {
     assert_eq!(got.len(), 2);
     assert!(got.iter().all(|(n, _, _)| n != "s2"));
 }
+
+/// A real ENOSPC on a small tmpfs (root only; skipped with a message elsewhere): a failing flush
+/// must switch the storage to read-only mode, and freeing space must switch it back.
+#[test]
+fn enospc_on_a_small_tmpfs_switches_to_read_only() {
+    let parent = tempfile::tempdir().unwrap();
+    let mnt = parent.path().join("fs");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&mnt)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("cannot mount a tmpfs (not root?): ENOSPC test skipped");
+        return;
+    }
+    struct Umount(std::path::PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _umount = Umount(mnt.clone());
+    let s = open(&mnt.join("data"), false, Duration::from_millis(100));
+    let base = now_ms() - 60_000;
+    for i in 0..100 {
+        add(&s, i % 10, base + i as i64, 1.0).unwrap();
+    }
+    s.force_flush().unwrap();
+    // Fill the filesystem to the last byte.
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![7u8; 64 << 10];
+        while f.write_all(&chunk).is_ok() {}
+        let mut one = [7u8; 1];
+        while f.write_all(&one).is_ok() {
+            one[0] ^= 1;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut i = 1000;
+    while !s.is_read_only() {
+        let _ = add(&s, i % 10, base + i as i64, 1.0);
+        i += 1;
+        assert!(
+            Instant::now() < deadline,
+            "a flush failing with ENOSPC did not switch to read-only"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let err = add(&s, 1, base + 5000, 1.0).unwrap_err();
+    assert!(err.to_string().contains("no space left"), "{err}");
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.is_read_only() {
+        assert!(
+            Instant::now() < deadline,
+            "never left read-only mode after space was freed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    add(&s, 1, base + 6000, 1.0).unwrap();
+    s.force_flush().unwrap();
+}
