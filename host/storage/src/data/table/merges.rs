@@ -89,17 +89,40 @@ impl Inner {
         };
         let entry = PartEntry::new(part, dst, name);
         let mut lists = p.parts.lock();
+        // parts.json first: if it cannot be written (a full disk), the lists stay as they were
+        // and the sources keep their data, instead of the new part living in memory only and
+        // being removed as unlisted at the next start.
+        let keep = entry.part.header().rows_count > 0;
+        let names_of = |kind: PartKind, list: &[Arc<PartEntry>]| -> Vec<String> {
+            let mut v: Vec<String> = list
+                .iter()
+                .filter(|e| !srcs.iter().any(|s| Arc::ptr_eq(e, s)))
+                .map(|e| e.name.clone())
+                .collect();
+            if keep && dst == kind {
+                v.push(entry.name.clone());
+            }
+            v
+        };
+        let names = partition::PartNames {
+            small: names_of(PartKind::Small, &lists.small),
+            big: names_of(PartKind::Big, &lists.big),
+        };
+        if let Err(e) = partition::write_parts_json(&p.small_dir.join(partition::PARTS_JSON), &names) {
+            entry.must_drop.store(true, Ordering::Release);
+            return Err(e);
+        }
         for s in srcs {
             let tier = lists.tier(s.kind);
             tier.retain(|e| !Arc::ptr_eq(e, s));
             s.must_drop.store(true, Ordering::Release);
         }
-        if entry.part.header().rows_count > 0 {
+        if keep {
             lists.tier(dst).push(entry);
         } else {
             entry.must_drop.store(true, Ordering::Release);
         }
-        p.write_manifest(&lists)
+        Ok(())
     }
 
     pub(super) fn merge_worker(&self) {
