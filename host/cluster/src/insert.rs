@@ -17,8 +17,10 @@
 //! has been in flight longer than [`InsertOptions::slow_after`]). The buffered data of an
 //! unhealthy node is moved to the next-ranked healthy nodes by a watchdog, so a hung node's
 //! share keeps flowing. With rerouting off, a node keeps its share while it is away and takes
-//! it when it returns; only a full buffer refuses writes. `push` fails with
-//! `SinkError::Unavailable` (503) only when a series has no node that can take it.
+//! it when it returns; only a full buffer refuses writes. When healthy nodes' buffers are full
+//! (a burst faster than storage takes it), `push` waits up to `slow_after` for room: that is
+//! the backpressure. It fails with `SinkError::Unavailable` (503) only when a series has no
+//! node that can take it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -59,7 +61,7 @@ impl Default for InsertOptions {
             retry_after: Duration::from_secs(1),
             slow_after: Duration::from_secs(2),
             buffer_bytes: 32 << 20,
-            max_request_bytes: 4 << 20,
+            max_request_bytes: 2 << 20,
             reroute: true,
             client: ClientOptions {
                 io_timeout: Duration::from_secs(30),
@@ -68,6 +70,9 @@ impl Default for InsertOptions {
         }
     }
 }
+
+/// An item is handed to its node's buffer once its encoding reaches this size.
+const ITEM_BYTES: usize = 1 << 20;
 
 /// Encoded series of one tenant waiting for one node.
 struct Item {
@@ -249,11 +254,23 @@ impl Shared {
     }
 }
 
-/// Picks, for each of `rankings`, its first `rf` available nodes.
-fn place(rankings: &[Vec<usize>], available: &[bool], rf: usize) -> Vec<Vec<usize>> {
+/// Picks, for each of `rankings`, its first `rf` available nodes. Without rerouting a series
+/// may only go to its own top `rf` nodes: if one of them is not available the series gets no
+/// placement (an empty list), so the push waits or is refused instead of moving data.
+fn place(rankings: &[Vec<usize>], available: &[bool], rf: usize, reroute: bool) -> Vec<Vec<usize>> {
     rankings
         .iter()
-        .map(|ranking| ranking.iter().copied().filter(|&n| available[n]).take(rf).collect())
+        .map(|ranking| {
+            if !reroute {
+                let own = &ranking[..rf.min(ranking.len())];
+                return if own.iter().all(|&n| available[n]) {
+                    own.to_vec()
+                } else {
+                    Vec::new()
+                };
+            }
+            ranking.iter().copied().filter(|&n| available[n]).take(rf).collect()
+        })
         .collect()
 }
 
@@ -265,20 +282,31 @@ impl SampleSink for ClusterSink {
             return Err(SinkError::Unavailable("no storage nodes are configured".into()));
         }
         let rf = sh.options.replication_factor.clamp(1, n_nodes);
-        let available: Vec<bool> = (0..n_nodes).map(|i| sh.available(i)).collect();
         let hashes: Vec<u64> = sh.nodes.iter().map(|n| n.hash).collect();
         let rankings: Vec<Vec<usize>> = batch
             .iter()
             .map(|s| hash::ranking(&hashes, hash::series_key(tenant, s.labels())))
             .collect();
-        let placement = place(&rankings, &available, rf);
-        // Refuse the whole request before buffering any of it, so a retry does not duplicate.
-        if placement.iter().any(Vec::is_empty) {
-            metrics::counter!("strata_cluster_insert_refused_total").increment(1);
-            return Err(SinkError::Unavailable(
-                "no storage node can take the data: all are down, slow or have full buffers".into(),
-            ));
-        }
+        // A healthy node with a full buffer drains soon: wait for room a while (backpressure
+        // on bursts) rather than refuse. Down or slow nodes are not waited for.
+        let deadline = Instant::now() + sh.options.slow_after;
+        let placement = loop {
+            let available: Vec<bool> = (0..n_nodes).map(|i| sh.available(i)).collect();
+            let placement = place(&rankings, &available, rf, sh.options.reroute);
+            if !placement.iter().any(Vec::is_empty) {
+                break placement;
+            }
+            let draining = sh.nodes.iter().any(|n| n.healthy(sh.epoch, sh.options.slow_after));
+            if !draining || Instant::now() >= deadline {
+                // Refuse the whole request before buffering any of it, so a retry does not
+                // duplicate.
+                metrics::counter!("strata_cluster_insert_refused_total").increment(1);
+                return Err(SinkError::Unavailable(
+                    "no storage node can take the data: all are down, slow or have full buffers".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
         let mut per_node: Vec<Item> = (0..n_nodes)
             .map(|_| Item {
                 tenant,
@@ -303,6 +331,20 @@ impl SampleSink for ClusterSink {
                 item.bytes = e.0;
                 item.series += 1;
                 item.rows += rows;
+                // Hand full items over at once: the sender compresses and sends this part
+                // while the rest is encoded, and each pass over the bytes stays in cache.
+                if item.bytes.len() >= ITEM_BYTES {
+                    let full = std::mem::replace(
+                        item,
+                        Item {
+                            tenant,
+                            series: 0,
+                            rows: 0,
+                            bytes: Vec::with_capacity(ITEM_BYTES + (ITEM_BYTES >> 3)),
+                        },
+                    );
+                    sh.enqueue(node, full);
+                }
             }
         }
         for (node, item) in per_node.into_iter().enumerate() {

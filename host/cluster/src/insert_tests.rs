@@ -31,6 +31,16 @@ impl Fake {
     }
 }
 
+/// Opens a fake's gate when dropped, so a failing assertion cannot leave a handler blocked
+/// (the test runtime waits for its blocking tasks when it is dropped).
+struct Release(Arc<Fake>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.set_hung(false);
+    }
+}
+
 fn handler(fake: Arc<Fake>) -> server::Handler {
     server::single(move |payload: &[u8]| {
         let mut d = Dec::new(payload);
@@ -159,6 +169,7 @@ fn a_hung_nodes_share_is_rerouted_and_nothing_is_lost() {
     let hung_addr = sink.node_addrs()[1].to_owned();
     let hung = Arc::clone(&c.fakes[&hung_addr]);
     hung.set_hung(true);
+    let _release = Release(Arc::clone(&hung));
     // Every push is answered while the node hangs: they only fill buffers.
     for k in 0..20 {
         sink.push(Tenant::default(), &batch(k * 50, 50)).unwrap();
@@ -257,6 +268,7 @@ fn without_rerouting_a_hung_node_keeps_its_share_until_its_buffer_is_full() {
     );
     let hung_addr = sink.node_addrs()[0].to_owned();
     c.fakes[&hung_addr].set_hung(true);
+    let _release = Release(Arc::clone(&c.fakes[&hung_addr]));
     let mut refused = false;
     for k in 0..200 {
         match sink.push(Tenant::default(), &batch(k * 20, 20)) {
