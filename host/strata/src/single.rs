@@ -69,7 +69,6 @@ pub fn ingest_limits(config: &ApplianceConfig) -> IngestLimits {
         max_age_ms: Some(i64::try_from(config.storage.retention_period.get().as_millis()).unwrap_or(i64::MAX)),
         max_concurrent_requests: config.limits.max_concurrent_ingest,
         max_queue_wait_ms: u64::try_from(config.limits.ingest_queue_wait.get().as_millis()).unwrap_or(u64::MAX),
-        ..IngestLimits::default()
     }
 }
 
