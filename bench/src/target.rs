@@ -128,7 +128,11 @@ impl Target {
                     .arg("--storage-data-path")
                     .arg(data_dir)
                     .arg("--retention-period")
-                    .arg("100y");
+                    .arg("100y")
+                    // The peers do not store their own metrics; neither do we here, so every
+                    // store holds exactly the generated data.
+                    .arg("--self-scrape-interval")
+                    .arg("0");
             }
             Kind::VictoriaMetrics => {
                 cmd.arg(format!("-storageDataPath={}", data_dir.display()))
