@@ -52,7 +52,13 @@ fn instant_vector_functions_register_and_run() {
     }
     // Range-vector functions register too.
     assert!(errors.is_empty(), "{errors:?}");
-    for name in ["median_over_time", "zscore_over_time", "distinct_over_time", "range_over_time", "lag"] {
+    for name in [
+        "median_over_time",
+        "zscore_over_time",
+        "distinct_over_time",
+        "range_over_time",
+        "lag",
+    ] {
         assert!(registry.get(name).is_some(), "{name}");
     }
     let status = &host.list()[0];
@@ -86,7 +92,10 @@ fn range_vector_functions_run_through_the_engine() {
         out
     };
     let median = value("median_over_time(m[1m])");
-    assert_eq!(median, vec![("{s=\"a\"}".to_string(), 3.0), ("{s=\"b\"}".to_string(), 5.0)]);
+    assert_eq!(
+        median,
+        vec![("{s=\"a\"}".to_string(), 3.0), ("{s=\"b\"}".to_string(), 5.0)]
+    );
     let range = value("range_over_time(m[1m])");
     assert_eq!(range[0].1, 99.0);
     assert_eq!(range[1].1, 0.0);
@@ -94,7 +103,9 @@ fn range_vector_functions_run_through_the_engine() {
     assert_eq!(inc[0].1, 4.0);
     // A range query calls once per step over all series.
     let calls_before = host.list()[0].calls;
-    let r = engine.range_query("median_over_time(m[1m])", 0, 40_000, 10_000).unwrap();
+    let r = engine
+        .range_query("median_over_time(m[1m])", 0, 40_000, 10_000)
+        .unwrap();
     assert!(matches!(r.value, QueryValue::Matrix(_)));
     assert_eq!(host.list()[0].calls - calls_before, 5);
 }

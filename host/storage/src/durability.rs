@@ -75,12 +75,7 @@ pub(crate) type ReplaySink<'a> = dyn FnMut(crate::Tenant, &[Label<'_>], &[i64], 
 
 /// Replays every segment under `dir` through `add`, flushes, deletes them. Returns the number
 /// the next segment should take and the samples replayed.
-pub(crate) fn replay(
-    dir: &Path,
-    index: &IndexDb,
-    table: &Table,
-    add: &mut ReplaySink<'_>,
-) -> Result<(u64, u64)> {
+pub(crate) fn replay(dir: &Path, index: &IndexDb, table: &Table, add: &mut ReplaySink<'_>) -> Result<(u64, u64)> {
     let segments = wal::list_segments(dir)?;
     let Some(&last) = segments.last() else {
         return Ok((1, 0));
