@@ -427,3 +427,54 @@ fn a_missing_component_refuses_to_start_and_says_how_to_build_it() {
     assert!(run.stderr.contains("influx"), "{}", run.stderr);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
+
+/// With tokens configured, a plugin's ingestion path needs the `write` role whatever it looks
+/// like: a custom mount such as `/custom/graphite` is not mistaken for a read endpoint.
+#[test]
+fn plugin_paths_need_the_write_role() {
+    const WRITER: &str = "writer-token-0123456789";
+    const READER: &str = "reader-token-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[[auth.tokens]]\ntoken = {WRITER:?}\nroles = [\"write\", \"read\"]\n\n[[auth.tokens]]\ntoken = {READER:?}\nroles = [\"read\"]\n",
+        plugin(
+            "graphite",
+            &component("strata_graphite"),
+            "ingest",
+            "http_paths = [\"/custom/graphite\"]"
+        )
+    );
+    let node = start(&config(dir.path(), &text));
+    let line = format!("custom.path.metric 3 {}\n", now_s());
+
+    let bearer = |t: &str| format!("Bearer {t}");
+    let anonymous = node.post("/custom/graphite", "text/plain", line.as_bytes());
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    let reader = node.post_with(
+        "/custom/graphite",
+        &[("Content-Type", "text/plain"), ("Authorization", &bearer(READER))],
+        line.as_bytes(),
+    );
+    assert_eq!(reader.status, 403, "a read token must not ingest: {}", reader.body);
+    let writer = node.post_with(
+        "/custom/graphite",
+        &[("Content-Type", "text/plain"), ("Authorization", &bearer(WRITER))],
+        line.as_bytes(),
+    );
+    assert!(writer.status < 300, "{} {}", writer.status, writer.body);
+
+    let path = format!(
+        "/api/v1/query?query={}",
+        urlencode(r#"{__name__="custom.path.metric"}"#)
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let stored = loop {
+        let reply = node.get_with(&path, &[("Authorization", &bearer(READER))]);
+        let found = reply.status == 200 && reply.json()["data"]["result"].as_array().is_some_and(|a| a.len() == 1);
+        if found || Instant::now() > deadline {
+            break reply;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(stored.json()["data"]["result"][0]["value"][1], "3", "{}", stored.body);
+}

@@ -55,6 +55,13 @@ pub struct Security {
     pub limits: limits::LimitOptions,
 }
 
+impl Security {
+    /// `https` when the listener serves TLS, else `http`: for log lines and self-scrapes.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+}
+
 /// Assembles the router of a role: the operational endpoints plus the routes other crates add.
 pub struct ServerBuilder {
     router: Router,

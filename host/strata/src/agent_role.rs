@@ -91,7 +91,8 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         .build();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        "strata agent listening on http://{local}"
+        "strata agent listening on {}://{local}",
+        security.scheme()
     );
 
     let hup = spawn_sighup_reload(Arc::clone(&manager));

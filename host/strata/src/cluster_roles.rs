@@ -55,7 +55,8 @@ async fn serve_http(config: &ApplianceConfig, role: Role, builder: ServerBuilder
     let local = listener.local_addr().context("cannot read the bound address")?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        "strata {role} listening on http://{local}"
+        "strata {role} listening on {}://{local}",
+        security.scheme()
     );
     strata_http::serve_secure(
         listener,

@@ -199,6 +199,16 @@ impl Plugins {
         }
     }
 
+    /// The HTTP paths plugins ingest on, so that authentication asks for the `write` role there
+    /// whatever the path looks like (a mount such as `/api/v1/import/graphite` or a custom
+    /// `http_paths` entry would otherwise be classified by its shape).
+    pub fn write_paths(&self) -> Vec<String> {
+        self.host
+            .as_ref()
+            .map(|host| host.http_mounts().into_iter().map(|(_, path)| path).collect())
+            .unwrap_or_default()
+    }
+
     /// Stops the listeners and reload tasks.
     pub async fn stop(self) {
         for t in self.tasks {
@@ -212,10 +222,6 @@ impl Plugins {
 /// `/insert/{tenant}/{plugin}{path}` (e.g. `/insert/0/influx/write`; mounts under `/api/v1/`
 /// also as `/insert/{tenant}/prometheus{path}`) plus the admin API, with the tasks to stop at
 /// shutdown. TCP/UDP listeners are a single-node feature and are not started here.
-#[allow(
-    dead_code,
-    reason = "the insert role (cluster_roles.rs) mounts it; not wired there yet"
-)]
 pub async fn insert_routes(
     config: &ApplianceConfig,
     sink: Arc<dyn SampleSink>,

@@ -95,7 +95,7 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         shutdown_timeout: config.http.shutdown_timeout.get(),
     };
     let query_options = crate::security::query_options(&config);
-    let security = crate::security::http_security(&config)?;
+    let mut security = crate::security::http_security(&config)?;
     let source = StorageSource::new(Arc::clone(&storage), Tenant::default(), query_options.max_series);
     let max_series = query_options.max_series;
     let addr = config.http.listen_addr_for(Role::Single);
@@ -127,6 +127,7 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     let plugin_sink: Arc<dyn SampleSink> = Arc::new(StorageSink::new(Arc::clone(&storage)));
     let plugins =
         crate::plugins_wiring::Plugins::start(&config, Arc::clone(&plugin_sink), ingest_limits(&config)).await?;
+    security.auth.write_paths.extend(plugins.write_paths());
 
     let mut builder = ServerBuilder::new(http_options.clone(), metrics)
         .security(security.clone())
@@ -159,7 +160,8 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         .map(|m| crate::agent_role::spawn_sighup_reload(Arc::clone(m)));
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        "strata single node listening on http://{local}"
+        "strata single node listening on {}://{local}",
+        security.scheme()
     );
 
     let served = strata_http::serve_secure(
