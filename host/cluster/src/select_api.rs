@@ -6,14 +6,13 @@
 //! allowed; `date` is `YYYY-MM-DD` (UTC).
 
 use std::collections::{HashMap, HashSet};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use strata_http::ApiError;
+use strata_http::body::ChannelBody;
 use strata_query::{Expr, FunctionRegistry, LabelMatcher, SeriesSource, SourceError};
 use strata_storage::Tenant;
 use tokio::sync::mpsc;
@@ -131,41 +130,12 @@ pub async fn export(cluster: Arc<SelectCluster>, tenant: Tenant, p: Params) -> R
         Some(Err(e)) => return Err(ApiError::unavailable(e.to_string())),
         None => return Err(ApiError::internal("export stopped unexpectedly")),
     };
-    let mut response = (StatusCode::OK, Body::new(ChannelBody { first: Some(first), rx })).into_response();
+    let mut response = (StatusCode::OK, Body::new(ChannelBody::new(first, rx))).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/stream+json"),
     );
     Ok(response)
-}
-
-/// A response body fed by the export task.
-struct ChannelBody {
-    first: Option<Bytes>,
-    rx: mpsc::Receiver<Result<Bytes, SourceError>>,
-}
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        if let Some(first) = self.first.take() {
-            return Poll::Ready(Some(Ok(http_body::Frame::data(first))));
-        }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(Ok(bytes))) => Poll::Ready(Some(Ok(http_body::Frame::data(bytes)))),
-            Poll::Ready(Some(Err(e))) => {
-                tracing::error!("export failed after the response started: {e}");
-                Poll::Ready(Some(Err(std::io::Error::other(e.0))))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (the "days from civil" calculation).

@@ -6,6 +6,7 @@
 
 pub mod admin_api;
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod ingest_api;
 pub mod limits;

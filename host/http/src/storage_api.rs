@@ -4,9 +4,7 @@
 //! `/prometheus`.
 
 use std::collections::HashSet;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -20,6 +18,7 @@ use strata_storage::{Storage, StorageError, Tenant, TimeRange};
 use tokio::sync::mpsc;
 
 use crate::admin_api::storage_error;
+use crate::body::ChannelBody;
 use crate::error::ApiError;
 use crate::local::to_filters;
 use crate::params::{Params, invalid_param, match_selectors, now_ms, optional_time};
@@ -127,7 +126,7 @@ async fn export(State(state): State<ApiState>, uri: Uri, headers: HeaderMap, bod
         Some(Err(err)) => return Err(storage_error(err)),
         None => return Err(ApiError::internal("export stopped unexpectedly")),
     };
-    let body = Body::new(ChannelBody { first: Some(first), rx });
+    let body = Body::new(ChannelBody::new(first, rx));
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -141,37 +140,6 @@ fn export_order(labels: &[(String, String)]) -> impl Iterator<Item = (&str, &str
     let name = labels.iter().filter(|(n, _)| n == "__name__");
     let rest = labels.iter().filter(|(n, _)| n != "__name__");
     name.chain(rest).map(|(n, v)| (n.as_str(), v.as_str()))
-}
-
-/// A response body fed by the blocking export task. An error after the first chunk can no
-/// longer change the status: it is logged and ends the body early, so the client sees a
-/// truncated stream (as with VictoriaMetrics).
-struct ChannelBody {
-    first: Option<Bytes>,
-    rx: mpsc::Receiver<Result<Bytes, StorageError>>,
-}
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        if let Some(first) = self.first.take() {
-            return Poll::Ready(Some(Ok(http_body::Frame::data(first))));
-        }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(Ok(bytes))) => Poll::Ready(Some(Ok(http_body::Frame::data(bytes)))),
-            Poll::Ready(Some(Err(err))) => {
-                tracing::error!("export failed after the response started: {err}");
-                Poll::Ready(Some(Err(std::io::Error::other(err.to_string()))))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }
 
 /// `/api/v1/status/tsdb?topN=10&date=YYYY-MM-DD&focusLabel=...`: VictoriaMetrics' shape.
