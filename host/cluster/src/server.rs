@@ -487,6 +487,22 @@ mod tests {
     use super::*;
     use crate::merge::decode_block;
 
+    /// A SEARCH request for `{__name__=~"m.*"}` over all time, refused above `max_series`.
+    fn search_m(tenant: Tenant, max_series: u64) -> Vec<u8> {
+        let mut s = Enc::with_op(op::SEARCH);
+        s.tenant(tenant);
+        proto::put_filters(
+            &mut s,
+            &[WireFilter {
+                name: "__name__".into(),
+                op: 2,
+                value: "m.*".into(),
+            }],
+        );
+        s.i64(0).i64(i64::MAX / 2).u64(max_series);
+        s.0
+    }
+
     fn collect(h: &Handler, request: &[u8]) -> Vec<Vec<u8>> {
         let mut frames = Vec::new();
         h(request, &mut |f| {
@@ -545,18 +561,7 @@ mod tests {
         assert_eq!(tenants.list(), vec![tenant]);
         storage.force_flush().unwrap();
 
-        let mut s = Enc::with_op(op::SEARCH);
-        s.tenant(tenant);
-        proto::put_filters(
-            &mut s,
-            &[WireFilter {
-                name: "__name__".into(),
-                op: 2,
-                value: "m.*".into(),
-            }],
-        );
-        s.i64(0).i64(i64::MAX / 2).u64(1_000_000);
-        let frames = collect(&select, &s.0);
+        let frames = collect(&select, &search_m(tenant, 1_000_000));
         assert!(
             frames.len() > 2,
             "{} frames: {:?}",
@@ -576,51 +581,18 @@ mod tests {
         assert!(keys.windows(2).all(|w| w[0] <= w[1]), "stream sorted by group key");
 
         // Too many series: one error frame.
-        let mut s = Enc::with_op(op::SEARCH);
-        s.tenant(tenant);
-        proto::put_filters(
-            &mut s,
-            &[WireFilter {
-                name: "__name__".into(),
-                op: 2,
-                value: "m.*".into(),
-            }],
-        );
-        s.i64(0).i64(i64::MAX / 2).u64(10);
-        let frames = collect(&select, &s.0);
+        let frames = collect(&select, &search_m(tenant, 10));
         assert_eq!(frames.len(), 1);
         assert_eq!(frames[0][0], status::ERROR);
 
         // Another tenant sees nothing; the tenant list answers.
-        let mut s = Enc::with_op(op::SEARCH);
-        s.tenant(Tenant::default());
-        proto::put_filters(
-            &mut s,
-            &[WireFilter {
-                name: "__name__".into(),
-                op: 2,
-                value: "m.*".into(),
-            }],
-        );
-        s.i64(0).i64(i64::MAX / 2).u64(10);
-        let frames = collect(&select, &s.0);
+        let frames = collect(&select, &search_m(Tenant::default(), 10));
         assert_eq!(decode_block(&frames[0][2..]).unwrap().len(), 0);
         let frames = collect(&select, &[op::TENANTS]);
         assert_eq!(&frames[0][..5], &[status::OK, 0, 0, 0, 1]);
         // A stopped consumer stops the walk after one block.
-        let mut s = Enc::with_op(op::SEARCH);
-        s.tenant(tenant);
-        proto::put_filters(
-            &mut s,
-            &[WireFilter {
-                name: "__name__".into(),
-                op: 2,
-                value: "m.*".into(),
-            }],
-        );
-        s.i64(0).i64(i64::MAX / 2).u64(1_000_000);
         let mut got = 0;
-        select(&s.0, &mut |_| {
+        select(&search_m(tenant, 1_000_000), &mut |_| {
             got += 1;
             false
         });
