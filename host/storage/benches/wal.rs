@@ -1,7 +1,9 @@
 //! The cost of the write-ahead log on ingestion: `Storage::add_series` for every series of a
-//! remote-write-like request (1000 series × 1 sample, 6 labels each), then `sync_wal` (the
-//! acknowledgement point), from 1 and from 4 concurrent writers, with `storage.wal` off and on.
-//! Prints samples/s per case (criterion throughput); docs/PERFORMANCE.md records the ratio.
+//! remote-write-like request (1000 series × 1 sample, 6 labels each) and its acknowledgement
+//! point, from 1 and from 4 concurrent writers: `no_wal` and `wal` call `Storage::add_batch`
+//! once per request (the HTTP ingest path), `wal_per_series` calls `add_series` per series and
+//! then `sync_wal` (no overlap of the fsync with the table work). Prints samples/s per case
+//! (criterion throughput); docs/PERFORMANCE.md records the ratios.
 //!
 //! `cargo bench -p strata-storage --bench wal`
 
@@ -29,44 +31,79 @@ fn names() -> Names {
     }
 }
 
-fn request(s: &Storage, n: &Names, writer: usize, ts: i64) {
-    for i in 0..SERIES {
-        let metric = [
-            "node_cpu_seconds_total",
-            "http_requests_total",
-            "process_resident_memory_bytes",
-        ][i % 3];
-        let w = writer.to_string();
-        let labels = [
-            Label {
-                name: "__name__",
-                value: metric,
-            },
-            Label {
-                name: "job",
-                value: "node",
-            },
-            Label {
-                name: "instance",
-                value: &n.instance[i],
-            },
-            Label {
-                name: "pod",
-                value: &n.pod[i],
-            },
-            Label {
-                name: "writer",
-                value: &w,
-            },
-            Label {
-                name: "env",
-                value: "prod",
-            },
-        ];
-        s.add_series(Tenant::default(), &labels, &[ts], &[i as f64 + ts as f64 * 0.001])
-            .expect("add_series");
+fn metric(i: usize) -> &'static str {
+    [
+        "node_cpu_seconds_total",
+        "http_requests_total",
+        "process_resident_memory_bytes",
+    ][i % 3]
+}
+
+fn labels<'a>(n: &'a Names, i: usize, writer: &'a str) -> [Label<'a>; 6] {
+    [
+        Label {
+            name: "__name__",
+            value: metric(i),
+        },
+        Label {
+            name: "job",
+            value: "node",
+        },
+        Label {
+            name: "instance",
+            value: &n.instance[i],
+        },
+        Label {
+            name: "pod",
+            value: &n.pod[i],
+        },
+        Label {
+            name: "writer",
+            value: writer,
+        },
+        Label {
+            name: "env",
+            value: "prod",
+        },
+    ]
+}
+
+/// How a request reaches the storage.
+#[derive(Clone, Copy, PartialEq)]
+enum Api {
+    /// `add_series` per series, then `sync_wal` (the path before `add_batch` existed).
+    PerSeries,
+    /// One `add_batch` per request (what the HTTP ingest path calls).
+    Batch,
+}
+
+fn request(s: &Storage, n: &Names, writer: usize, ts: i64, api: Api) {
+    let w = writer.to_string();
+    match api {
+        Api::PerSeries => {
+            for i in 0..SERIES {
+                s.add_series(
+                    Tenant::default(),
+                    &labels(n, i, &w),
+                    &[ts],
+                    &[i as f64 + ts as f64 * 0.001],
+                )
+                .expect("add_series");
+            }
+            s.sync_wal().expect("sync_wal");
+        }
+        Api::Batch => {
+            let added = s
+                .add_batch(Tenant::default(), &|visit| {
+                    for i in 0..SERIES {
+                        visit(&labels(n, i, &w), &[ts], &[i as f64 + ts as f64 * 0.001])?;
+                    }
+                    Ok(())
+                })
+                .expect("add_batch");
+            assert_eq!(added, SERIES as u64);
+        }
     }
-    s.sync_wal().expect("sync_wal");
 }
 
 fn bench(c: &mut Criterion) {
@@ -74,8 +111,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("ingest_wal");
     g.sample_size(10).measurement_time(Duration::from_secs(8));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let cases = [
+        (false, Api::Batch, "no_wal"),
+        (true, Api::PerSeries, "wal_per_series"),
+        (true, Api::Batch, "wal"),
+    ];
     for writers in [1usize, 4] {
-        for wal in [false, true] {
+        for (wal, api, label) in cases {
             let dir = tempfile::tempdir().expect("tempdir");
             let s = Storage::open(StorageOptions {
                 data_path: dir.path().join("data"),
@@ -90,10 +132,10 @@ fn bench(c: &mut Criterion) {
             // Series exist before timing: steady-state ingestion, not series creation.
             let clock = AtomicI64::new(now - 3_600_000);
             for w in 0..writers {
-                request(&s, &n, w, clock.fetch_add(1, Ordering::Relaxed));
+                request(&s, &n, w, clock.fetch_add(1, Ordering::Relaxed), api);
             }
             g.throughput(Throughput::Elements((SERIES * writers) as u64));
-            let name = format!("{writers}_writers/{}", if wal { "wal" } else { "no_wal" });
+            let name = format!("{writers}_writers/{label}");
             g.bench_function(name, |b| {
                 b.iter_custom(|iters| {
                     let start = Instant::now();
@@ -102,7 +144,7 @@ fn bench(c: &mut Criterion) {
                             let (s, n, clock) = (&s, &n, &clock);
                             sc.spawn(move || {
                                 for _ in 0..iters {
-                                    request(s, n, w, clock.fetch_add(1, Ordering::Relaxed));
+                                    request(s, n, w, clock.fetch_add(1, Ordering::Relaxed), api);
                                 }
                             });
                         }

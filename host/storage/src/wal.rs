@@ -7,10 +7,17 @@
 //! one write: `u32 account | u32 project | varint label count | {varint len, name, varint len,
 //! value}* | varint n | n × i64 LE timestamps | n × f64 LE values`.
 //!
-//! **Group commit.** Appends only copy into a memory buffer. [`Wal::sync_to`] makes a position
-//! durable: the first waiter becomes the leader, writes the whole buffer (everyone's records) and
-//! fsyncs once; writers that queued behind it find their position already synced. Concurrent
-//! writers therefore share fsyncs, and a lone writer pays one fsync per request.
+//! **Group commit.** Appending only copies into a memory buffer. One thread (`strata-wal`)
+//! writes: whenever a position is requested ([`Wal::submit`], [`Wal::sync_to`]) it takes the
+//! whole buffer (everyone's records), writes it with one `write` and one `fdatasync`, and wakes
+//! the waiters. Records appended while a sync runs go out together with the next one, so
+//! concurrent writers share fsyncs. [`Wal::submit`] starts the write of a whole request before
+//! the request's samples go into the table, so the fsync runs while the writer works and
+//! [`Wal::wait`] (the acknowledgement point) mostly finds it done.
+//!
+//! A failed write is cut off the segment and its records go back in front of the buffer: its
+//! waiters get the error, and the records are written again with the next request, so
+//! positions never have holes (`durable >= pos` means everything up to `pos` is on disk).
 //!
 //! **Checkpoints.** [`Wal::rotate`] closes the active segment (durable) and starts a new one.
 //! Once the storage has flushed the index and the table, segments older than the active one
@@ -23,9 +30,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Result, StorageError};
 use crate::index::Label;
@@ -51,30 +59,68 @@ pub struct WalRecord {
     pub values: Vec<f64>,
 }
 
-struct Active {
+/// The active segment file.
+struct Segment {
     seq: u64,
     file: File,
-    /// Bytes in the segment file (written, maybe not yet synced).
-    file_len: u64,
-    buf: Vec<u8>,
-    /// Logical bytes appended since open, across segments.
-    appended: u64,
+    /// Bytes in the file that hold whole records (what a failed write is cut back to).
+    len: u64,
+    /// A failed write could not be cut off: the next write starts a new segment, so that the
+    /// garbage ends this one instead of hiding the records after it from replay.
+    broken: bool,
 }
 
-/// The log of one data directory. `Send + Sync`.
-pub struct Wal {
+/// Positions are logical byte offsets over everything appended since the log was opened.
+struct State {
+    /// Records appended and not yet taken by the log writer.
+    buf: Vec<u8>,
+    /// Cleared buffers for encoding outside the lock ([`Wal::buffer`]).
+    spare: Vec<Vec<u8>>,
+    /// End of everything appended.
+    appended: u64,
+    /// The highest position a writer asked to be durable.
+    requested: u64,
+    /// End of what the log writer took from `buf` (written or being written).
+    taken: u64,
+    /// Everything below is fsynced. Records are never dropped (a failed write puts them back),
+    /// so there are no holes: `durable >= pos` means every record ending at or before `pos` is
+    /// on disk.
+    durable: u64,
+    /// Failed writes so far; a waiter that sees it change gets `last_error`.
+    failures: u64,
+    last_error: Option<(Option<i32>, std::io::ErrorKind, String)>,
+    stop: bool,
+}
+
+struct Inner {
     dir: PathBuf,
-    active: Mutex<Active>,
-    /// Held by the leader that writes and fsyncs; also by rotation.
-    sync_lock: Mutex<()>,
-    synced: AtomicU64,
+    state: Mutex<State>,
+    /// Wakes the log writer: a position was requested, or stop.
+    work: Condvar,
+    /// Wakes waiters: `durable` or `failures` changed.
+    progress: Condvar,
+    /// Held by the log writer while it writes and syncs, and by rotation.
+    segment: Mutex<Segment>,
+}
+
+/// The log of one data directory. `Send + Sync`. A thread (`strata-wal`) writes and fsyncs
+/// whatever was requested; it stops when the log is dropped.
+pub struct Wal {
+    inner: Arc<Inner>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Wal")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
     }
 }
+
+/// Spare buffers kept for reuse, and the largest one kept (a huge request's buffer is freed).
+const SPARE_BUFFERS: usize = 16;
+const SPARE_MAX_BYTES: usize = 4 << 20;
 
 /// Sequence numbers of the segments in `dir`, ascending (a missing directory has none).
 pub fn list_segments(dir: &Path) -> Result<Vec<u64>> {
@@ -245,111 +291,251 @@ fn create_segment(dir: &Path, seq: u64) -> Result<File> {
 }
 
 impl Wal {
-    /// Starts a new, empty segment numbered `seq` in `dir` (created if needed). Older segments
-    /// are left alone (replay them first).
+    /// Starts a new, empty segment numbered `seq` in `dir` (created if needed) and the thread
+    /// that writes it. Older segments are left alone (replay them first).
     pub fn create(dir: &Path, seq: u64) -> Result<Wal> {
         strata_fsutil::create_dir_all_durable(dir).map_err(|e| StorageError::io("cannot create", dir, e))?;
         let file = create_segment(dir, seq)?;
-        let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(Wal {
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
-            active: Mutex::new(Active {
+            state: Mutex::new(State {
+                buf: Vec::with_capacity(1 << 20),
+                spare: Vec::new(),
+                appended: 0,
+                requested: 0,
+                taken: 0,
+                durable: 0,
+                failures: 0,
+                last_error: None,
+                stop: false,
+            }),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+            segment: Mutex::new(Segment {
                 seq,
                 file,
-                file_len,
-                buf: Vec::with_capacity(1 << 20),
-                appended: 0,
+                len,
+                broken: false,
             }),
-            sync_lock: Mutex::new(()),
-            synced: AtomicU64::new(0),
+        });
+        let for_thread = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("strata-wal".into())
+            .spawn(move || for_thread.run())
+            .map_err(|e| StorageError::Unavailable(format!("cannot start the WAL thread: {e}")))?;
+        Ok(Wal {
+            inner,
+            thread: Some(thread),
         })
     }
 
     /// The directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.inner.dir
     }
 
     /// Buffers one record (no I/O); returns the position [`Wal::sync_to`] must reach for it.
     pub fn append(&self, tenant: Tenant, labels: &[Label<'_>], timestamps: &[i64], values: &[f64]) -> u64 {
-        let mut a = self.active.lock();
-        let before = a.buf.len();
-        encode_record(&mut a.buf, tenant, labels, timestamps, values);
-        a.appended += (a.buf.len() - before) as u64;
-        a.appended
+        let mut st = self.inner.state.lock();
+        let before = st.buf.len();
+        encode_record(&mut st.buf, tenant, labels, timestamps, values);
+        st.appended += (st.buf.len() - before) as u64;
+        st.appended
+    }
+
+    /// An empty buffer to encode a request's records into with [`encode_record`], outside any
+    /// lock; hand it to [`Wal::submit`].
+    pub fn buffer(&self) -> Vec<u8> {
+        self.inner.state.lock().spare.pop().unwrap_or_default()
+    }
+
+    /// Appends `records` (whole framed records, see [`encode_record`]) and starts writing them
+    /// at once, so the fsync runs while the caller does other work. Returns the position to
+    /// pass to [`Wal::wait`] before acknowledging them.
+    pub fn submit(&self, mut records: Vec<u8>) -> u64 {
+        let mut st = self.inner.state.lock();
+        st.appended += records.len() as u64;
+        if st.buf.is_empty() {
+            // Nobody else is waiting to be written: take the caller's buffer as it is.
+            std::mem::swap(&mut st.buf, &mut records);
+        } else {
+            st.buf.extend_from_slice(&records);
+        }
+        records.clear();
+        if st.spare.len() < SPARE_BUFFERS && records.capacity() <= SPARE_MAX_BYTES && records.capacity() > 0 {
+            st.spare.push(records);
+        }
+        let pos = st.appended;
+        st.requested = st.requested.max(pos);
+        drop(st);
+        self.inner.work.notify_one();
+        pos
     }
 
     /// Everything appended so far.
     pub fn appended(&self) -> u64 {
-        self.active.lock().appended
+        self.inner.state.lock().appended
     }
 
-    /// Bytes written to the active segment (a size trigger for checkpoints).
+    /// Bytes in the active segment, written or buffered (a size trigger for checkpoints).
     pub fn active_segment_bytes(&self) -> u64 {
-        let a = self.active.lock();
-        a.file_len + a.buf.len() as u64
+        let pending = {
+            let st = self.inner.state.lock();
+            st.appended - st.durable
+        };
+        self.inner.segment.lock().len + pending
     }
 
     /// Returns once every record up to `pos` is on disk (group commit, see the module docs).
     pub fn sync_to(&self, pos: u64) -> Result<()> {
-        if self.synced.load(Ordering::Acquire) >= pos {
-            return Ok(());
+        {
+            let mut st = self.inner.state.lock();
+            if st.durable >= pos {
+                return Ok(());
+            }
+            st.requested = st.requested.max(pos);
         }
-        let _leader = self.sync_lock.lock();
-        if self.synced.load(Ordering::Acquire) >= pos {
-            return Ok(());
-        }
-        self.write_and_sync()
+        self.inner.work.notify_one();
+        self.wait(pos)
     }
 
-    /// Writes the buffer to the active segment and fsyncs it. Call with `sync_lock` held.
-    fn write_and_sync(&self) -> Result<()> {
-        let (buf, end, file, at) = {
-            let mut a = self.active.lock();
-            let buf = std::mem::take(&mut a.buf);
-            let file = a.file.try_clone();
-            (buf, a.appended, file, a.file_len)
-        };
-        let path = segment_path(&self.dir, self.active.lock().seq);
-        let res = file
-            .and_then(|mut f| {
-                f.write_all(&buf)?;
-                f.sync_data()?;
-                Ok(f)
-            })
-            .map_err(|e| StorageError::io("cannot write", &path, e));
-        match res {
-            Ok(_) => {
-                self.active.lock().file_len = at + buf.len() as u64;
-                self.synced.store(end, Ordering::Release);
-                Ok(())
+    /// Waits until everything up to `pos` (from [`Wal::submit`]) is on disk. Fails if a write
+    /// fails meanwhile; the records stay buffered and are written again with later ones.
+    pub fn wait(&self, pos: u64) -> Result<()> {
+        let mut st = self.inner.state.lock();
+        let failures = st.failures;
+        loop {
+            if st.durable >= pos {
+                return Ok(());
             }
-            Err(e) => {
-                // Cut a partial write off so later records stay readable. The failed records
-                // were not acknowledged; their writers get the error.
-                let a = self.active.lock();
-                let _ = a.file.set_len(at);
-                Err(e)
+            if st.failures != failures || st.stop {
+                return Err(self.inner.error(&st));
             }
+            self.inner.progress.wait(&mut st);
         }
     }
 
     /// Makes everything appended durable, then starts segment `active + 1`. Returns the new
-    /// segment's number: every older segment is complete.
+    /// segment's number: every older segment is complete. Call it while nothing is appended
+    /// (the storage holds its gate exclusively).
     pub fn rotate(&self) -> Result<u64> {
-        let _leader = self.sync_lock.lock();
-        self.write_and_sync()?;
-        let mut a = self.active.lock();
-        let seq = a.seq + 1;
-        a.file = create_segment(&self.dir, seq)?;
-        a.file_len = 0;
-        a.seq = seq;
+        let pos = self.appended();
+        self.sync_to(pos)?;
+        let mut seg = self.inner.segment.lock();
+        let seq = seg.seq + 1;
+        seg.file = create_segment(&self.inner.dir, seq)?;
+        seg.len = 0;
+        seg.seq = seq;
+        seg.broken = false;
         Ok(seq)
     }
 
     /// Deletes the segments numbered below `seq`.
     pub fn remove_before(&self, seq: u64) -> Result<usize> {
-        remove_segments_before(&self.dir, seq)
+        remove_segments_before(&self.inner.dir, seq)
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.inner.state.lock().stop = true;
+        self.inner.work.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Inner {
+    /// The log writer: takes everything appended whenever a position is requested, writes it
+    /// with one `write` and one `fdatasync`. Records appended while a sync runs go out together
+    /// with the next one (group commit).
+    fn run(&self) {
+        let mut st = self.state.lock();
+        loop {
+            while st.requested <= st.taken && !st.stop {
+                self.work.wait(&mut st);
+            }
+            if st.requested <= st.taken {
+                // Stopping, and nothing anyone waits for is left.
+                return;
+            }
+            let from = st.taken;
+            let to = st.appended;
+            let buf = std::mem::take(&mut st.buf);
+            st.taken = to;
+            drop(st);
+            let res = self.write(&buf);
+            st = self.state.lock();
+            match res {
+                Ok(()) => {
+                    st.durable = to;
+                    let mut buf = buf;
+                    buf.clear();
+                    if st.buf.is_empty() {
+                        // Keep the allocation for the next batch.
+                        st.buf = buf;
+                    } else if st.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_MAX_BYTES {
+                        st.spare.push(buf);
+                    }
+                }
+                Err(e) => {
+                    // Put the records back in front of the newer ones: positions stay
+                    // contiguous, and the next request writes them again. Waiters up to here
+                    // get the error; nobody retries until asked.
+                    let mut back = buf;
+                    back.extend_from_slice(&st.buf);
+                    st.buf = back;
+                    st.taken = from;
+                    st.requested = from;
+                    st.failures += 1;
+                    st.last_error = Some((e.raw_os_error(), e.kind(), e.to_string()));
+                    metrics::counter!("strata_wal_write_errors_total").increment(1);
+                }
+            }
+            self.progress.notify_all();
+        }
+    }
+
+    /// Appends `buf` to the active segment and fsyncs it; cuts a failed write off.
+    fn write(&self, buf: &[u8]) -> std::io::Result<()> {
+        let mut seg = self.segment.lock();
+        if seg.broken {
+            let seq = seg.seq + 1;
+            seg.file = create_segment(&self.dir, seq).map_err(std::io::Error::other)?;
+            seg.seq = seq;
+            seg.len = 0;
+            seg.broken = false;
+        }
+        let res = (&seg.file).write_all(buf).and_then(|()| seg.file.sync_data());
+        match res {
+            Ok(()) => {
+                seg.len += buf.len() as u64;
+                metrics::counter!("strata_wal_syncs_total").increment(1);
+                metrics::counter!("strata_wal_bytes_total").increment(buf.len() as u64);
+                Ok(())
+            }
+            Err(e) => {
+                // Cut the partial write off so later records stay readable; if even that
+                // fails, later records go to a new segment.
+                let len = seg.len;
+                if seg.file.set_len(len).and_then(|()| seg.file.sync_data()).is_err() {
+                    seg.broken = true;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The error a waiter gets after a failed write.
+    fn error(&self, st: &State) -> StorageError {
+        let source = match &st.last_error {
+            Some((Some(code), _, _)) => std::io::Error::from_raw_os_error(*code),
+            Some((None, kind, msg)) => std::io::Error::new(*kind, msg.clone()),
+            None => std::io::Error::other("the write-ahead log is closed"),
+        };
+        StorageError::io("cannot write", &self.dir, source)
     }
 }
 
@@ -445,5 +631,53 @@ mod tests {
         assert_eq!(recs.len(), 1);
         assert_eq!(wal.remove_before(seq).unwrap(), 1);
         assert_eq!(list_segments(dir.path()).unwrap(), vec![2]);
+    }
+
+    #[test]
+    fn submitted_batches_are_durable_when_waited_for_and_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = std::sync::Arc::new(Wal::create(dir.path(), 1).unwrap());
+        let threads: Vec<_> = (0..4i64)
+            .map(|i| {
+                let wal = wal.clone();
+                std::thread::spawn(move || {
+                    for j in 0..40i64 {
+                        let mut buf = wal.buffer();
+                        assert!(buf.is_empty());
+                        // Two records per batch: they must stay adjacent and in order.
+                        encode_record(&mut buf, Tenant::default(), &labels(), &[i * 1000 + j], &[0.0]);
+                        encode_record(&mut buf, Tenant::default(), &labels(), &[i * 1000 + j], &[1.0]);
+                        let pos = wal.submit(buf);
+                        wal.wait(pos).unwrap();
+                        // Everything up to `pos` is in the file now.
+                        let on_disk = std::fs::metadata(segment_path(wal.dir(), 1)).unwrap().len();
+                        assert!(on_disk >= pos, "{on_disk} < {pos}");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // A per-record append mixed in, made durable with sync_to.
+        let pos = wal.append(Tenant::default(), &labels(), &[99], &[9.0]);
+        wal.sync_to(pos).unwrap();
+        assert_eq!(wal.active_segment_bytes(), pos);
+        drop(wal);
+        let (recs, torn) = read_segment(&std::fs::read(segment_path(dir.path(), 1)).unwrap());
+        assert!(!torn);
+        assert_eq!(recs.len(), 4 * 40 * 2 + 1);
+        for pair in recs[..320].chunks(2) {
+            assert_eq!(pair[0].timestamps, pair[1].timestamps);
+            assert_eq!((pair[0].values[0], pair[1].values[0]), (0.0, 1.0));
+        }
+        let mut per_writer = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+        for r in recs[..320].iter().step_by(2) {
+            per_writer[(r.timestamps[0] / 1000) as usize].push(r.timestamps[0] % 1000);
+        }
+        for seen in per_writer {
+            assert_eq!(seen, (0..40).collect::<Vec<_>>());
+        }
+        assert_eq!(recs[320].values, vec![9.0]);
     }
 }
