@@ -136,6 +136,34 @@ fn influx_over_http_tcp_and_udp() {
     .unwrap();
     let s = wait_series(&node, "udpm_value", 1);
     assert_eq!(value(&s[0]), 5.0);
+
+    // The listing shows both listeners with what went through them (the TCP connection is
+    // still open: its session lives as long as the connection).
+    // (The counters are bumped right after the samples are stored: give them a moment.)
+    let mut listeners = Vec::new();
+    for _ in 0..50 {
+        listeners = status_of(&node, "influx")["listeners"].as_array().cloned().unwrap();
+        if listeners.iter().filter_map(|l| l["samples"].as_u64()).sum::<u64>() >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let find = |proto: &str| {
+        listeners
+            .iter()
+            .find(|l| l["protocol"] == proto)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {proto} listener in {listeners:?}"))
+    };
+    let (t, u) = (find("tcp"), find("udp"));
+    assert_eq!(t["address"], format!("127.0.0.1:{tcp}"));
+    assert_eq!(
+        (t["samples"].as_u64(), t["open_connections"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(u["address"], format!("127.0.0.1:{udp}"));
+    assert_eq!(u["samples"].as_u64(), Some(1));
+    drop(stream);
 }
 
 #[test]

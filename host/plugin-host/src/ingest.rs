@@ -216,7 +216,8 @@ impl IngestPlugin {
         })
     }
 
-    fn fail(&self, failure: CallFailure) -> PluginError {
+    /// Counts and logs a failed call and names it as an error.
+    pub(crate) fn fail(&self, failure: CallFailure) -> PluginError {
         self.counters.record(&failure);
         metrics::counter!("strata_plugin_failures_total", "plugin" => self.name.to_string(), "reason" => failure.reason())
             .increment(1);
@@ -253,6 +254,16 @@ impl IngestPlugin {
             out.clear();
             self.fail(CallFailure::InvalidOutput(m))
         })
+    }
+}
+
+impl IngestPlugin {
+    /// A new instance under the plugin's limits, for a caller that keeps it for a while (a
+    /// stream session, see [`crate::session`]) instead of returning it to the pool.
+    pub(crate) fn instantiate(&self) -> (wasmtime::Store<State>, wasmtime::Result<bindings::IngestProtocol>) {
+        let mut store = new_store(&self.engine, self.name.clone(), self.config.clone(), self.limits);
+        let b = self.pre.instantiate(&mut store);
+        (store, b)
     }
 }
 

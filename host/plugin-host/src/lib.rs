@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod lines;
 pub mod routes;
 pub mod runtime;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,7 +36,9 @@ use sha2::Digest;
 pub use error::{CallFailure, PluginError};
 pub use function::{FunctionPlugin, FunctionSig};
 pub use ingest::{IngestInfo, IngestPlugin, PACKAGE_VERSION};
+pub use lines::{ListenerStats, ListenerStatus};
 pub use runtime::{CallLimits, Runtime};
+pub use session::StreamSession;
 
 /// What a plugin provides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -113,7 +116,12 @@ pub struct PluginStatus {
     pub parse_errors: u64,
     /// Calls that failed by reason.
     pub failures: BTreeMap<&'static str, u64>,
+    /// The TCP/UDP listeners feeding it (line-framed ingestion plugins only).
+    pub listeners: Vec<ListenerStatus>,
 }
+
+/// A registered listener: plugin name, protocol, bound address and counters.
+type ListenerEntry = (String, &'static str, String, Arc<ListenerStats>);
 
 /// The loaded plugins. Share it as `Arc<PluginHost>`.
 pub struct PluginHost {
@@ -124,6 +132,8 @@ pub struct PluginHost {
     /// Content hashes of files that failed to load, per plugin, so that polling for changes
     /// does not retry (and log) the same broken file every time.
     refused: Mutex<BTreeMap<String, [u8; 32]>>,
+    /// TCP/UDP listeners, registered by [`lines`] when they start; they outlive reloads.
+    listeners: Mutex<Vec<ListenerEntry>>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -142,6 +152,7 @@ impl PluginHost {
             plugins: RwLock::new(BTreeMap::new()),
             loading: Mutex::new(()),
             refused: Mutex::new(BTreeMap::new()),
+            listeners: Mutex::new(Vec::new()),
         })
     }
 
@@ -383,9 +394,22 @@ impl PluginHost {
             .collect()
     }
 
+    /// Registers a TCP/UDP listener of `plugin` so the listing shows it; returns its counters.
+    pub fn register_listener(&self, plugin: &str, protocol: &'static str, address: &str) -> Arc<ListenerStats> {
+        let stats = Arc::new(ListenerStats::default());
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).push((
+            plugin.to_string(),
+            protocol,
+            address.to_string(),
+            Arc::clone(&stats),
+        ));
+        stats
+    }
+
     /// Status of every plugin, for the listing endpoint.
     pub fn list(&self) -> Vec<PluginStatus> {
         use std::sync::atomic::Ordering::Relaxed;
+        let listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
         plugins
             .values()
@@ -411,6 +435,11 @@ impl PluginHost {
                         ("trap", c.traps.load(Relaxed)),
                         ("invalid_output", c.invalid_output.load(Relaxed)),
                     ]),
+                    listeners: listeners
+                        .iter()
+                        .filter(|(plugin, ..)| *plugin == l.spec.name)
+                        .map(|(_, protocol, address, stats)| stats.status(protocol, address))
+                        .collect(),
                 }
             })
             .collect()

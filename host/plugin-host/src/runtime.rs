@@ -245,7 +245,8 @@ impl<B> Pool<B> {
     }
 }
 
-fn arm_deadline(store: &mut Store<State>, limits: CallLimits) {
+/// Arms the per-call deadline: every call (a pooled one or a session push) gets the whole budget.
+pub(crate) fn arm_deadline(store: &mut Store<State>, limits: CallLimits) {
     let ticks = limits.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
     store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
 }
