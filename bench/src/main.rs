@@ -52,7 +52,8 @@ struct Args {
     /// (quick: 240).
     #[arg(long)]
     time_limit: Option<u64>,
-    /// Targets, in column order.
+    /// Targets, in column order. `strata-wal` is Strata with `--storage-wal` (its ratio column
+    /// `strata/strata-wal` is the write-ahead log's cost).
     #[arg(long, value_delimiter = ',', default_value = "strata,victoriametrics,prometheus")]
     targets: Vec<String>,
     /// The strata binary (default: beside this executable, or $STRATA_BIN).
@@ -103,11 +104,12 @@ fn real_main() -> Result<(), String> {
     for name in &args.targets {
         let (kind, bin) = match name.as_str() {
             "strata" => (Kind::Strata, strata_bin(&args)),
+            "strata-wal" => (Kind::StrataWal, strata_bin(&args)),
             "victoriametrics" | "vm" => (Kind::VictoriaMetrics, args.vm_bin.clone()),
             "prometheus" | "prom" => (Kind::Prometheus, args.prom_bin.clone()),
             other => {
                 return Err(format!(
-                    "unknown target {other:?} (strata, victoriametrics, prometheus)"
+                    "unknown target {other:?} (strata, strata-wal, victoriametrics, prometheus)"
                 ));
             }
         };

@@ -396,7 +396,7 @@ fn after_ingest(target: &Target, inputs: &Inputs, opts: &Options, hard: Instant,
                 f.disk.1 = per_sample(index);
             }
         }
-        Kind::VictoriaMetrics | Kind::Strata => {
+        Kind::VictoriaMetrics | Kind::Strata | Kind::StrataWal => {
             flush_and_merge(target, &kept.server, &kept.data_dir, f);
             f.disk = (
                 per_sample(procfs::disk_usage(&kept.data_dir.join("data"))),

@@ -18,6 +18,9 @@ use crate::http::Http;
 pub enum Kind {
     /// This project's `strata single`.
     Strata,
+    /// `strata single --storage-wal`: the same server with the write-ahead log on, so one run
+    /// shows what acknowledging only fsynced samples costs (target name `strata-wal`).
+    StrataWal,
     /// Debian's `victoria-metrics` (single node).
     VictoriaMetrics,
     /// Debian's `prometheus` with the remote-write receiver on.
@@ -28,6 +31,7 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Kind::Strata => "strata",
+            Kind::StrataWal => "strata-wal",
             Kind::VictoriaMetrics => "victoriametrics",
             Kind::Prometheus => "prometheus",
         })
@@ -81,7 +85,7 @@ impl Target {
     /// The readiness path: answers 200 once the server accepts requests.
     pub fn ready_path(&self) -> &'static str {
         match self.kind {
-            Kind::Strata | Kind::VictoriaMetrics => "/health",
+            Kind::Strata | Kind::StrataWal | Kind::VictoriaMetrics => "/health",
             Kind::Prometheus => "/-/ready",
         }
     }
@@ -97,8 +101,10 @@ impl Target {
             Kind::VictoriaMetrics => Ok("/write"),
             // Strata's influx plugin (plugins/influx), mounted at /write when its component is
             // built; `start` loads it with VictoriaMetrics' single-field naming.
-            Kind::Strata if influx_component().exists() => Ok("/write"),
-            Kind::Strata => Err("not available (plugins/dist/strata_influx.wasm missing: run scripts/build-plugins)"),
+            Kind::Strata | Kind::StrataWal if influx_component().exists() => Ok("/write"),
+            Kind::Strata | Kind::StrataWal => {
+                Err("not available (plugins/dist/strata_influx.wasm missing: run scripts/build-plugins)")
+            }
             Kind::Prometheus => Err("n/a (no such endpoint)"),
         }
     }
@@ -110,7 +116,7 @@ impl Target {
         let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(&self.bin);
         match self.kind {
-            Kind::Strata => {
+            Kind::Strata | Kind::StrataWal => {
                 let plugin = influx_component();
                 if plugin.exists() {
                     // Same naming as VictoriaMetrics' -influxSkipSingleField below.
@@ -133,6 +139,9 @@ impl Target {
                     // store holds exactly the generated data.
                     .arg("--self-scrape-interval")
                     .arg("0");
+                if self.kind == Kind::StrataWal {
+                    cmd.arg("--storage-wal");
+                }
             }
             Kind::VictoriaMetrics => {
                 cmd.arg(format!("-storageDataPath={}", data_dir.display()))
