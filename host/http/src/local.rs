@@ -25,18 +25,20 @@ impl StorageSink {
 
 impl SampleSink for StorageSink {
     fn push(&self, tenant: Tenant, batch: &MetricBatch) -> Result<PushOutcome, SinkError> {
-        let mut labels: Vec<Label<'_>> = Vec::new();
-        let mut written = 0u64;
-        for series in batch.iter() {
-            labels.clear();
-            labels.extend(series.labels().map(|(name, value)| Label { name, value }));
-            self.storage
-                .add_series(tenant, &labels, series.timestamps(), series.values())
-                .map_err(sink_error)?;
-            written += series.timestamps().len() as u64;
-        }
-        // With the WAL on, the write is acknowledged only once it is on disk (group commit).
-        self.storage.sync_wal().map_err(sink_error)?;
+        // With the WAL on, the write is acknowledged only once it is on disk (group commit);
+        // `add_batch` logs the whole request first so its fsync overlaps the table work.
+        let written = self
+            .storage
+            .add_batch(tenant, &|visit| {
+                let mut labels: Vec<Label<'_>> = Vec::new();
+                for series in batch.iter() {
+                    labels.clear();
+                    labels.extend(series.labels().map(|(name, value)| Label { name, value }));
+                    visit(&labels, series.timestamps(), series.values())?;
+                }
+                Ok(())
+            })
+            .map_err(sink_error)?;
         Ok(PushOutcome {
             samples_written: written,
         })
