@@ -1,14 +1,17 @@
 //! Disk full against the real binary, on a small tmpfs mounted for the test (needs root and
-//! CAP_SYS_ADMIN; without them the tests fall back to a node whose `min_free_disk_space` is
-//! above the real free space, which checks the 503 but not the recovery — the storage-level
-//! test `host/storage/tests/durability.rs` covers recovery by threshold in every environment).
+//! CAP_SYS_ADMIN). Without them the threshold test falls back to a node whose
+//! `min_free_disk_space` is above the real free space (the 503 only, not the recovery), and the
+//! ENOSPC test says it is skipped: it cannot fill a real filesystem without one of its own.
 //!
 //! - threshold: free space below `storage.min_free_disk_space` → ingestion 503 with the reason,
 //!   queries still 200, `strata_storage_read_only 1`; space freed → writes accepted again;
-//!
-//! The ENOSPC path (threshold 0, filesystem filled to the last byte) is tested at the storage
-//! level on a real tmpfs: `host/storage/tests/durability.rs`.
+//! - real ENOSPC (threshold `0B`, so it never triggers first; the filesystem filled to the last
+//!   byte): ingestion goes on until a flush fails, then 503 (never 500), read-only in /metrics,
+//!   queries still served, every acknowledged sample kept, no half-written or unlisted part;
+//!   a deleted filler file brings writes back by themselves, and after a restart everything
+//!   acknowledged (before and after) is there exactly once.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -180,4 +183,282 @@ fn below_min_free_space_ingestion_answers_503_and_recovers() {
         ts += 1;
         write(&node, ts, 1).status == 204
     });
+}
+
+/// Series per write in the ENOSPC test; each write adds one sample per series at one timestamp.
+const SERIES: usize = 4;
+
+fn write_enospc(node: &Strata, ts: i64) -> strata_e2e::Reply {
+    let mut body = String::new();
+    for i in 0..SERIES {
+        body.push_str(&format!(
+            "{{\"metric\":{{\"__name__\":\"enospc_m\",\"s\":\"{i}\",\"pad\":\"{}\"}},\"values\":[{ts}],\"timestamps\":[{ts}]}}\n",
+            "y".repeat(64)
+        ));
+    }
+    node.post("/api/v1/import", "application/json", body.as_bytes())
+}
+
+/// Every sample of `enospc_m`, per series, in the order the node returns them.
+fn read_enospc(node: &Strata) -> BTreeMap<String, Vec<i64>> {
+    let time = now_ms() / 1000 + 60;
+    let r = node.get(&format!("/api/v1/query?query=enospc_m%5B3d%5D&time={time}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut out = BTreeMap::new();
+    for series in r.json()["data"]["result"].as_array().expect("a matrix") {
+        let name = series["metric"]["s"].as_str().unwrap().to_string();
+        let ts = series["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p[0].as_f64().unwrap() * 1000.0).round() as i64)
+            .collect();
+        out.insert(name, ts);
+    }
+    out
+}
+
+/// Every acknowledged timestamp is in every series, and no timestamp appears twice. (A refused
+/// write may have stored some of its series before the switch: extra timestamps are allowed.)
+fn assert_acked_present(node: &Strata, acked: &BTreeSet<i64>, when: &str) {
+    let got = read_enospc(node);
+    assert_eq!(got.len(), SERIES, "{when}: series {:?}", got.keys());
+    for (name, ts) in &got {
+        let set: BTreeSet<i64> = ts.iter().copied().collect();
+        assert_eq!(set.len(), ts.len(), "{when}: duplicate samples in series {name}");
+        let missing: Vec<_> = acked.difference(&set).collect();
+        assert!(
+            missing.is_empty(),
+            "{when}: series {name} lost {} acknowledged samples, first {:?}",
+            missing.len(),
+            missing.first()
+        );
+    }
+}
+
+/// Fills the filesystem of `dir` to the very last byte (the final bytes one at a time).
+fn fill_to_the_last_byte(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0x5Au8; 64 << 10];
+    while f.write_all(&chunk).is_ok() {}
+    let mut one = [0x5Au8; 1];
+    while f.write_all(&one).is_ok() {
+        one[0] ^= 1;
+    }
+    let _ = f.sync_all();
+    path
+}
+
+/// Every part a `parts.json` lists exists and is not empty; with `strict`, every directory
+/// beside the listed parts is listed too (an unlisted one is a half-written or orphaned part).
+/// A mergeset table's `tmp` work directory may exist, but only empty.
+fn check_parts(data: &Path, strict: bool) {
+    let mut manifests = Vec::new();
+    find_manifests(data, &mut manifests);
+    assert!(!manifests.is_empty(), "no parts.json under {}", data.display());
+    for pj in manifests {
+        let dir = pj.parent().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&pj).unwrap())
+            .unwrap_or_else(|e| panic!("{} does not parse: {e}", pj.display()));
+        let mut listed: Vec<(PathBuf, String)> = Vec::new();
+        if let Some(names) = json.as_array() {
+            for n in names {
+                listed.push((dir.to_path_buf(), n.as_str().unwrap().to_string()));
+            }
+        } else {
+            let big = dir
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("big")
+                .join(dir.file_name().unwrap());
+            for n in json["Small"].as_array().into_iter().flatten() {
+                listed.push((dir.to_path_buf(), n.as_str().unwrap().to_string()));
+            }
+            for n in json["Big"].as_array().into_iter().flatten() {
+                listed.push((big.clone(), n.as_str().unwrap().to_string()));
+            }
+        }
+        for (base, name) in &listed {
+            let p = base.join(name);
+            assert!(p.is_dir(), "{} is listed in {} but missing", p.display(), pj.display());
+            assert!(
+                std::fs::read_dir(&p).unwrap().count() >= 2,
+                "{} is listed but (nearly) empty",
+                p.display()
+            );
+        }
+        if !strict {
+            continue;
+        }
+        let names: BTreeSet<&str> = listed
+            .iter()
+            .filter(|(b, _)| b == dir)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n == "tmp" {
+                let left: Vec<_> = std::fs::read_dir(e.path())
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.file_name())
+                    .collect();
+                assert!(
+                    left.is_empty(),
+                    "half-written parts left in {}: {left:?}",
+                    e.path().display()
+                );
+                continue;
+            }
+            assert!(
+                !e.path().is_dir() || names.contains(n.as_str()),
+                "{} is not listed in {}: a half-written or orphaned part",
+                e.path().display(),
+                pj.display()
+            );
+        }
+    }
+}
+
+fn find_manifests(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "snapshots") {
+                continue;
+            }
+            find_manifests(&p, out);
+        } else if p.file_name().is_some_and(|n| n == "parts.json") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn real_enospc_answers_503_keeps_acknowledged_samples_and_recovers() {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    // Declared before the node: dropped (unmounted) after it, also when an assertion fails.
+    let Some(fs) = Tmpfs::mount("24m") else {
+        eprintln!(
+            "SKIPPED: no tmpfs (not root or no CAP_SYS_ADMIN); a real ENOSPC needs a filesystem of the test's own"
+        );
+        return;
+    };
+    // A threshold of zero never fires before the filesystem is really full.
+    let cfg = config(cfg_dir.path(), "0B");
+    let data = fs.dir.join("data");
+    let start = || {
+        Strata::builder()
+            .data_dir(&data)
+            .arg("--config")
+            .arg(cfg.to_str().unwrap())
+            .start()
+    };
+    let mut node = start();
+    let base = now_ms() - 3_600_000;
+    let mut next = 0i64;
+    let mut ts = || {
+        next += 1;
+        base + next * 1000
+    };
+    let mut acked = BTreeSet::new();
+    for _ in 0..20 {
+        let t = ts();
+        assert_eq!(write_enospc(&node, t).status, 204);
+        acked.insert(t);
+    }
+    assert_eq!(node.post("/internal/force_flush", "text/plain", b"").status, 200);
+    let filler = fill_to_the_last_byte(&fs.dir);
+
+    // Ingestion goes on (samples wait in memory) until a flush hits ENOSPC; then 503.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refusal = loop {
+        let t = ts();
+        let r = write_enospc(&node, t);
+        match r.status {
+            204 => {
+                acked.insert(t);
+            }
+            503 => break r,
+            other => panic!("a write on a full disk answered {other}: {}\n{}", r.body, node.logs()),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 503 within 30 s of filling the disk ({} writes acknowledged); logs:\n{}",
+            acked.len(),
+            node.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        refusal.body.contains("read-only") && refusal.body.contains("no space left"),
+        "{}",
+        refusal.body
+    );
+    assert!(
+        refusal.json()["errorType"] == "unavailable",
+        "Prometheus' error shape: {}",
+        refusal.body
+    );
+    let metrics = node.get("/metrics").body;
+    assert!(metrics.contains("strata_storage_read_only 1"), "{metrics}");
+    assert!(
+        metrics.contains("strata_storage_read_only_transitions_total{to=\"read_only\"} 1"),
+        "{metrics}"
+    );
+    // Still refusing a moment later (flushes keep failing), still serving every acked sample.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(write_enospc(&node, ts()).status, 503);
+    assert_acked_present(&node, &acked, "while read-only");
+    check_parts(&data, false);
+    assert!(node.get("/health").status == 200);
+
+    // Space comes back: writes resume by themselves, then flush.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let t = ts();
+        let r = write_enospc(&node, t);
+        if r.status == 204 {
+            acked.insert(t);
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume within 15 s of freeing space; logs:\n{}",
+            node.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..20 {
+        let t = ts();
+        assert_eq!(write_enospc(&node, t).status, 204);
+        acked.insert(t);
+    }
+    let metrics = node.get("/metrics").body;
+    assert!(metrics.contains("strata_storage_read_only 0"), "{metrics}");
+    let r = node.post("/internal/force_flush", "text/plain", b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_acked_present(&node, &acked, "after recovery");
+
+    // A clean stop leaves only listed, complete parts; a restart has every acknowledged sample.
+    let status = node.stop();
+    assert!(status.success(), "{status:?}\n{}", node.logs());
+    drop(node);
+    check_parts(&data, true);
+    let node = start();
+    assert_acked_present(&node, &acked, "after a restart");
+    let t = ts();
+    assert_eq!(write_enospc(&node, t).status, 204);
+    acked.insert(t);
+    // New rows become searchable within about a second.
+    wait_for("the new write to be searchable", &node, Duration::from_secs(10), || {
+        read_enospc(&node).values().all(|ts| ts.contains(&t))
+    });
+    assert_acked_present(&node, &acked, "a new write after the restart");
 }

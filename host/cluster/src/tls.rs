@@ -11,6 +11,13 @@
 //! Inside TLS the protocol is unchanged (handshake, frames). A storage node that requires TLS
 //! answers a plaintext client with a plaintext refusal saying so, so a misconfiguration shows
 //! as a clear message rather than a broken connection.
+//!
+//! Certificates and keys (the storage node's server pair and an insert/select node's client
+//! pair) are reloaded when their files change, like the HTTP listeners' ([`ReloadingCert`]
+//! from `strata-http`: the files' modification times are looked at, at most once per
+//! second, at the next handshake). A renewal that does not load (half-written file, key not
+//! matching) is logged and counted in `strata_tls_cert_reloads_total{result="error"}`, and the
+//! previous pair keeps serving. The CA files are read once, at start-up.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,8 +25,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::RootCertStore;
+use rustls::client::ResolvesClientCert;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::sign::CertifiedKey;
+use strata_http::tls::{ReloadingCert, TlsOptions};
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -56,11 +66,34 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File {
-        path: path.to_owned(),
-        message: e.to_string(),
+/// A certificate and key that are reloaded when their files change (checked at most once a
+/// second, at a handshake); an error here (at start-up) names the file.
+fn reloading_pair(cert_file: &Path, key_file: &Path) -> Result<ReloadingCert, TlsError> {
+    ReloadingCert::new(TlsOptions::new(cert_file, key_file)).map_err(|e| match e {
+        strata_http::tls::TlsError::Cert { path, message } | strata_http::tls::TlsError::Key { path, message } => {
+            TlsError::File { path, message }
+        }
+        mismatch @ strata_http::tls::TlsError::Mismatch { .. } => TlsError::Config(mismatch.to_string()),
     })
+}
+
+/// The client side of [`ReloadingCert`]: presents the current pair to a storage node that asks
+/// for a client certificate.
+#[derive(Debug)]
+struct ReloadingClientCert(ReloadingCert);
+
+impl ResolvesClientCert for ReloadingClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 fn load_roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
@@ -78,7 +111,8 @@ fn config_err(e: impl std::fmt::Display) -> TlsError {
     TlsError::Config(e.to_string())
 }
 
-/// The storage node's side: `cert_file` + `key_file`, and with `client_ca_file` mutual TLS.
+/// The storage node's side: `cert_file` + `key_file` (reloaded when they change), and with
+/// `client_ca_file` mutual TLS.
 pub fn server_config(
     cert_file: &Path,
     key_file: &Path,
@@ -96,9 +130,7 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let config = builder
-        .with_single_cert(load_certs(cert_file)?, load_key(key_file)?)
-        .map_err(config_err)?;
+    let config = builder.with_cert_resolver(Arc::new(reloading_pair(cert_file, key_file)?));
     Ok(Arc::new(config))
 }
 
@@ -110,8 +142,8 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
-    /// Trusts the CA in `ca_file`; presents `client_cert` (cert, key) when given; verifies
-    /// `server_name` instead of each node's host name when given.
+    /// Trusts the CA in `ca_file`; presents `client_cert` (cert, key) when given, reloaded when
+    /// the files change; verifies `server_name` instead of each node's host name when given.
     pub fn new(
         ca_file: &Path,
         client_cert: Option<(&Path, &Path)>,
@@ -122,9 +154,9 @@ impl ClientTls {
             .map_err(config_err)?
             .with_root_certificates(load_roots(ca_file)?);
         let config = match client_cert {
-            Some((cert, key)) => builder
-                .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
-                .map_err(config_err)?,
+            Some((cert, key)) => {
+                builder.with_client_cert_resolver(Arc::new(ReloadingClientCert(reloading_pair(cert, key)?)))
+            }
             None => builder.with_no_client_auth(),
         };
         Ok(Self {

@@ -145,3 +145,68 @@ fn server_only_tls_and_bad_files() {
     assert_eq!(host_of("[::1]:8401"), "::1");
     assert_eq!(host_of("storage-1:8401"), "storage-1");
 }
+
+/// The leaf certificate a TLS server at `addr` presents (a bare handshake, no protocol).
+fn presented(addr: &str, tls: &ClientTls) -> Vec<u8> {
+    let tcp = TcpStream::connect(addr).unwrap();
+    match tls.wrap(addr, tcp).unwrap() {
+        Conn::Tls(mut s) => {
+            let rustls::StreamOwned { conn, sock } = &mut *s;
+            // The server's certificate is known once its flight is read, even if the server
+            // then refuses this client's certificate (the error comes after).
+            while conn.is_handshaking() && conn.peer_certificates().is_none() {
+                if conn.complete_io(sock).is_err() {
+                    break;
+                }
+            }
+            conn.peer_certificates().expect("no server certificate")[0]
+                .as_ref()
+                .to_vec()
+        }
+        Conn::Plain(_) => panic!("a TLS client dialed in plain text"),
+    }
+}
+
+/// Longer than the 1 s between two looks at the files.
+const PAST_CHECK: std::time::Duration = std::time::Duration::from_millis(1100);
+
+#[test]
+fn renewed_server_and_client_pairs_are_picked_up_and_a_broken_renewal_keeps_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cluster_ca = ca("strata test CA");
+    let ca_file = write_ca(d, "ca", &cluster_ca);
+    let (server_cert, server_key) = leaf(d, "server", &cluster_ca, &["127.0.0.1"]);
+    let first = std::fs::read(&server_cert).unwrap();
+    // The client starts with a certificate from a CA the storage node does not trust.
+    let stranger_ca = ca("someone else");
+    let (client_cert, client_key) = leaf(d, "client", &stranger_ca, &["insert-1"]);
+    let (rt, addr) = start(server_config(&server_cert, &server_key, Some(&ca_file)).unwrap());
+    let tls = ClientTls::new(&ca_file, Some((&client_cert, &client_key)), None).unwrap();
+    let old_leaf = presented(&addr, &tls);
+    assert!(client(&addr, Some(tls.clone())).call(&[op::PING]).is_err());
+
+    // Both sides renewed in place (same paths, what certbot-like tools do).
+    leaf(d, "server", &cluster_ca, &["127.0.0.1"]);
+    leaf(d, "client", &cluster_ca, &["insert-1"]);
+    assert_ne!(std::fs::read(&server_cert).unwrap(), first);
+    std::thread::sleep(PAST_CHECK);
+    let new_leaf = presented(&addr, &tls);
+    assert_ne!(
+        new_leaf, old_leaf,
+        "the storage node still presents the old certificate"
+    );
+    assert_eq!(
+        client(&addr, Some(tls.clone())).call(&[op::PING]).unwrap(),
+        vec![42],
+        "the client did not pick up its renewed certificate"
+    );
+
+    // A broken renewal on both sides: the last good pairs keep working.
+    std::fs::write(&server_cert, "-----BEGIN CERTIFICATE-----\ntruncated").unwrap();
+    std::fs::write(&client_key, "not a key").unwrap();
+    std::thread::sleep(PAST_CHECK);
+    assert_eq!(presented(&addr, &tls), new_leaf);
+    assert_eq!(client(&addr, Some(tls)).call(&[op::PING]).unwrap(), vec![42]);
+    drop(rt);
+}

@@ -380,17 +380,36 @@ impl Inner {
         strata_fsutil::create_dir_all_durable(&tmp).map_err(io("cannot create", &tmp))?;
         let name = format!("{:016X}", self.next_name.fetch_add(1, Ordering::Relaxed));
         let tmp_dir = tmp.join(&name);
-        let mut w = PartWriter::create(&tmp_dir)?;
         let mut n = 0u64;
-        merge_parts(srcs, self.opts.prepare_block.as_ref(), &mut |b| {
-            n += b.len() as u64;
-            w.write_block(b)
-        })?;
-        w.finish()?;
+        let written = (|| {
+            let mut w = PartWriter::create(&tmp_dir)?;
+            merge_parts(srcs, self.opts.prepare_block.as_ref(), &mut |b| {
+                n += b.len() as u64;
+                w.write_block(b)
+            })?;
+            w.finish()
+        })();
+        if let Err(e) = written {
+            // A failed write (a full disk) must not leave its half-written part behind: it
+            // would hold on to space until the next start.
+            let _ = fs::remove_dir_all(&tmp_dir);
+            return Err(e);
+        }
         let dst = self.path.join(&name);
-        fs::rename(&tmp_dir, &dst).map_err(io("cannot rename", &tmp_dir))?;
-        strata_fsutil::fsync_dir(&self.path).map_err(io("cannot fsync", &self.path))?;
-        let part = Arc::new(Part::file(FilePart::open(&dst)?, name));
+        fs::rename(&tmp_dir, &dst).map_err(|e| {
+            let _ = fs::remove_dir_all(&tmp_dir);
+            Error::io("cannot rename", &tmp_dir, e)
+        })?;
+        let part = match strata_fsutil::fsync_dir(&self.path)
+            .map_err(io("cannot fsync", &self.path))
+            .and_then(|()| FilePart::open(&dst))
+        {
+            Ok(fp) => Arc::new(Part::file(fp, name)),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dst);
+                return Err(e);
+            }
+        };
         // parts.json first: a crash before it leaves `dst` unlisted (removed at start), a crash
         // after it leaves the sources unlisted (removed at start). Either way no item is lost.
         let mut names: Vec<String> = self
@@ -403,8 +422,18 @@ impl Inner {
         names.push(part.name.clone());
         names.sort();
         let pj = self.path.join(PARTS_FILE);
-        strata_fsutil::atomic_write(&pj, &serde_json::to_vec(&names).unwrap_or_default())
-            .map_err(io("cannot write", &pj))?;
+        if let Err(e) = strata_fsutil::atomic_write(&pj, &serde_json::to_vec(&names).unwrap_or_default()) {
+            // The sources stay in use. The new part goes unless parts.json made it to disk
+            // after all (a failure after the rename): then it is listed and must stay.
+            let listed = fs::read(&pj)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
+                .is_none_or(|l| l.contains(&part.name));
+            if !listed {
+                let _ = fs::remove_dir_all(&dst);
+            }
+            return Err(Error::io("cannot write", &pj, e));
+        }
         self.replace(srcs, Some(part));
         for s in srcs {
             if let PartData::File(fp) = &s.data {

@@ -32,6 +32,29 @@ pub struct DiskGuard {
 
 /// The raw OS error number of "no space left on device" on Linux and the BSDs.
 const ENOSPC: i32 = 28;
+/// "Disk quota exceeded" on Linux: for the data directory the same as a full disk.
+const EDQUOT: i32 = 122;
+
+/// Whether `err` (or an I/O error it wraps, e.g. through `io::Error::other` or a writer's
+/// flush) says the filesystem is out of space or quota.
+fn is_out_of_space(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    if matches!(err.raw_os_error(), Some(ENOSPC | EDQUOT))
+        || matches!(err.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
+    {
+        return true;
+    }
+    // A wrapped cause: bounded depth, so a cycle in a foreign error type cannot loop.
+    let mut inner = err.get_ref().map(|e| e as &(dyn std::error::Error + 'static));
+    for _ in 0..8 {
+        let Some(e) = inner else { return false };
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return is_out_of_space(io);
+        }
+        inner = e.source();
+    }
+    false
+}
 
 impl DiskGuard {
     /// A guard for the filesystem holding `path`; read-write until the first check says otherwise.
@@ -105,9 +128,10 @@ impl DiskGuard {
         self.rejections.load(Ordering::Relaxed)
     }
 
-    /// Looks at a failed write: `ENOSPC` switches to read-only mode. Returns true if it did.
+    /// Looks at a failed write: `ENOSPC` (or an exceeded quota) switches to read-only mode.
+    /// Returns true if it did.
     pub fn note_io_error(&self, err: &std::io::Error) -> bool {
-        if err.raw_os_error() != Some(ENOSPC) {
+        if !is_out_of_space(err) {
             return false;
         }
         self.enospc_seen.store(true, Ordering::Release);
@@ -187,5 +211,25 @@ mod tests {
         // A tmpdir has more than 1 MiB free on any machine that runs the tests.
         assert!(!g.check());
         assert!(g.admit().is_ok());
+    }
+
+    #[test]
+    fn out_of_space_is_recognised_when_wrapped_or_by_kind() {
+        let full = || std::io::Error::from_raw_os_error(ENOSPC);
+        assert!(is_out_of_space(&full()));
+        assert!(is_out_of_space(&std::io::Error::from_raw_os_error(EDQUOT)));
+        assert!(is_out_of_space(&std::io::Error::from(std::io::ErrorKind::StorageFull)));
+        assert!(is_out_of_space(&std::io::Error::other(full())));
+        assert!(is_out_of_space(&std::io::Error::new(
+            std::io::ErrorKind::Other,
+            std::io::Error::other(full())
+        )));
+        assert!(!is_out_of_space(&std::io::Error::other("no space left, says a liar")));
+        assert!(!is_out_of_space(&std::io::Error::from_raw_os_error(5)));
+        let dir = tempfile::tempdir().unwrap();
+        let g = DiskGuard::new(dir.path(), 0);
+        let wrapped = StorageError::io("cannot write", dir.path(), std::io::Error::other(full()));
+        assert!(g.note_error(&wrapped));
+        assert!(g.is_read_only());
     }
 }
