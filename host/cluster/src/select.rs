@@ -50,10 +50,16 @@ impl SelectCluster {
 
     /// A source for `tenant` with a fresh status; one per request.
     pub fn source(self: &Arc<Self>, tenant: Tenant) -> ClusterSource {
+        self.source_with_max_series(tenant, self.max_series)
+    }
+
+    /// [`SelectCluster::source`] with a tenant's own series limit (`[[limits.tenants]]`).
+    pub fn source_with_max_series(self: &Arc<Self>, tenant: Tenant, max_series: usize) -> ClusterSource {
         ClusterSource {
             cluster: Arc::clone(self),
             tenant,
             status: Arc::new(QueryStatus::default()),
+            max_series,
         }
     }
 
@@ -246,6 +252,7 @@ pub struct ClusterSource {
     cluster: Arc<SelectCluster>,
     tenant: Tenant,
     status: Arc<QueryStatus>,
+    max_series: usize,
 }
 
 impl ClusterSource {
@@ -305,8 +312,8 @@ impl SeriesSource for ClusterSource {
         let mut e = Enc::with_op(op::SEARCH);
         e.tenant(self.tenant);
         proto::put_filters(&mut e, &wire_filters(matchers));
-        e.i64(start_ms).i64(end_ms).u64(self.cluster.max_series as u64);
-        let max_series = self.cluster.max_series;
+        e.i64(start_ms).i64(end_ms).u64(self.max_series as u64);
+        let max_series = self.max_series;
         let mut batch: Vec<Series> = Vec::new();
         let mut emitted = 0usize;
         let mut too_many = false;
@@ -340,7 +347,7 @@ impl SeriesSource for ClusterSource {
         let mut e = Enc::with_op(op::SERIES);
         e.tenant(self.tenant);
         proto::put_filters(&mut e, &wire_filters(matchers));
-        e.i64(start_ms).i64(end_ms).u64(self.cluster.max_series as u64);
+        e.i64(start_ms).i64(end_ms).u64(self.max_series as u64);
         let mut all = std::collections::BTreeSet::new();
         for body in self.cluster.fan_out(&e.0, &self.status)? {
             let mut d = Dec::new(&body);
@@ -357,10 +364,10 @@ impl SeriesSource for ClusterSource {
                 all.insert(Labels::from_pairs(pairs));
             }
         }
-        if all.len() > self.cluster.max_series {
+        if all.len() > self.max_series {
             return Err(SourceError(format!(
                 "the query matches more than {} series; narrow the selector",
-                self.cluster.max_series
+                self.max_series
             )));
         }
         Ok(all.into_iter().collect())
@@ -370,7 +377,7 @@ impl SeriesSource for ClusterSource {
         let mut e = Enc::with_op(op::LABEL_NAMES);
         e.tenant(self.tenant);
         proto::put_filters(&mut e, &wire_filters(matchers));
-        e.i64(start_ms).i64(end_ms).u64(self.cluster.max_series as u64);
+        e.i64(start_ms).i64(end_ms).u64(self.max_series as u64);
         merge_strings(self.cluster.fan_out(&e.0, &self.status)?)
     }
 
@@ -384,7 +391,7 @@ impl SeriesSource for ClusterSource {
         let mut e = Enc::with_op(op::LABEL_VALUES);
         e.tenant(self.tenant).str(name);
         proto::put_filters(&mut e, &wire_filters(matchers));
-        e.i64(start_ms).i64(end_ms).u64(self.cluster.max_series as u64);
+        e.i64(start_ms).i64(end_ms).u64(self.max_series as u64);
         merge_strings(self.cluster.fan_out(&e.0, &self.status)?)
     }
 }

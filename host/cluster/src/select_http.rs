@@ -22,6 +22,7 @@ use axum::routing::{any, get};
 use strata_http::ApiError;
 use strata_http::ingest_api::parse_tenant;
 use strata_http::query_api::{self, QueryApiOptions};
+use strata_http::tenant_limits::TenantLimits;
 use tower::ServiceExt;
 
 use strata_storage::Tenant;
@@ -36,6 +37,8 @@ pub struct SelectApiOptions {
     pub query: QueryApiOptions,
     /// Answer 503 rather than a partial result.
     pub deny_partial_response: bool,
+    /// `[[limits.tenants]]`: a tenant's query limits override `query.engine` for its requests.
+    pub tenant_limits: Option<Arc<TenantLimits>>,
 }
 
 #[derive(Clone)]
@@ -139,9 +142,16 @@ async fn select(
 /// Runs the query API router for `tenant` on path `rest` and fixes up partial answers.
 async fn run_query_api(st: SelectState, tenant: Tenant, rest: String, req: Request) -> Result<Response, ApiError> {
     let deny = st.options.deny_partial_response || denies_partial(req.uri());
-    let source = st.cluster.source(tenant);
+    let options = match &st.options.tenant_limits {
+        Some(limits) => QueryApiOptions {
+            engine: limits.query_options(&st.options.query.engine, tenant),
+            ..st.options.query.clone()
+        },
+        None => st.options.query.clone(),
+    };
+    let source = st.cluster.source_with_max_series(tenant, options.engine.max_series);
     let status = source.status();
-    let router = query_api::routes(Arc::new(source), st.options.query.clone());
+    let router = query_api::routes(Arc::new(source), options);
 
     let (parts, body) = req.into_parts();
     let path_and_query = match parts.uri.query() {

@@ -21,7 +21,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
-use crate::units::HumanDuration;
+use crate::limits::{TenantLimitsConfig, validate_tenant_limits};
+use crate::units::{ByteSize, HumanDuration};
 
 /// Shortest token accepted: shorter ones are guessable.
 pub const MIN_TOKEN_LENGTH: usize = 16;
@@ -160,7 +161,22 @@ pub struct LimitsConfig {
     pub max_points_per_series: usize,
     /// Wall-clock budget of one query.
     pub query_timeout: HumanDuration,
+    /// Most bytes of source in one query regex (label matchers, `label_replace`); longer ones
+    /// are refused with 400 before compiling.
+    pub max_regex_length: usize,
+    /// Most memory one compiled query regex may take (64KiB..8MiB); regex bombs such as
+    /// `a{1000}{1000}` are refused with 400 as soon as they grow past it.
+    pub max_regex_compiled_size: ByteSize,
+    /// `[[limits.tenants]]`: per-tenant overrides and ingestion rates, first match wins.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<TenantLimitsConfig>,
 }
+
+/// Smallest `limits.max_regex_compiled_size`: below it ordinary regexes (`\w+`) fail.
+pub const MIN_REGEX_COMPILED_SIZE: u64 = 64 << 10;
+/// Largest `limits.max_regex_compiled_size`; the storage engine's own backstop
+/// (`strata_query::regex_limits::MAX_REGEX_COMPILED_BYTES`) is the same.
+pub const MAX_REGEX_COMPILED_SIZE: u64 = 8 << 20;
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -173,6 +189,9 @@ impl Default for LimitsConfig {
             max_query_samples: 50_000_000,
             max_points_per_series: 11_000,
             query_timeout: HumanDuration::from_secs(120),
+            max_regex_length: 8 * 1024,
+            max_regex_compiled_size: ByteSize::mib(2),
+            tenants: Vec::new(),
         }
     }
 }
@@ -193,6 +212,15 @@ impl LimitsConfig {
         zero("limits.max_query_series", self.max_query_series)?;
         zero("limits.max_query_samples", self.max_query_samples)?;
         zero("limits.max_points_per_series", self.max_points_per_series)?;
+        zero("limits.max_regex_length", self.max_regex_length)?;
+        let compiled = self.max_regex_compiled_size.bytes();
+        if !(MIN_REGEX_COMPILED_SIZE..=MAX_REGEX_COMPILED_SIZE).contains(&compiled) {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_regex_compiled_size",
+                message: format!("{compiled} bytes; want between 64KiB and 8MiB"),
+            });
+        }
+        validate_tenant_limits(&self.tenants)?;
         if self.query_timeout.get().is_zero() {
             return Err(ConfigError::Invalid {
                 key: "limits.query_timeout",

@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod auth;
 pub mod cluster;
+pub mod limits;
 pub mod plugins;
 pub mod units;
 

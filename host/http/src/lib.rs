@@ -15,6 +15,7 @@ mod params;
 pub mod query_api;
 pub mod self_metrics;
 pub mod storage_api;
+pub mod tenant_limits;
 pub mod tls;
 pub mod ui;
 
@@ -417,6 +418,7 @@ mod tests {
             limits: limits::LimitOptions {
                 max_concurrent_queries: 1,
                 query_queue_wait: Duration::from_millis(20),
+                ..limits::LimitOptions::default()
             },
             ..Security::default()
         };

@@ -4,24 +4,33 @@
 //!
 //! Ingestion has the same kind of limit inside its handlers (`strata_ingest::IngestLimits`),
 //! where the slot is taken before the body is read.
+//!
+//! The same middleware admits ingestion requests against the tenants' ingestion rates
+//! ([`crate::tenant_limits`]) when `[[limits.tenants]]` sets any: a tenant over its rate gets
+//! 429 with `Retry-After` before its body is read.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::{Access, classify};
 use crate::error::ApiError;
+use crate::tenant_limits::{TenantLimits, ingest_tenant};
 
-/// Query concurrency settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Query concurrency settings and per-tenant limits.
+#[derive(Clone, Debug)]
 pub struct LimitOptions {
     /// Queries that run at once; 0 = twice the CPU count.
     pub max_concurrent_queries: usize,
     /// How long a query waits for a slot before 503.
     pub query_queue_wait: Duration,
+    /// `[[limits.tenants]]`; the same value must reach the role's sinks
+    /// ([`crate::tenant_limits::RateLimitedSink`]) for ingestion rates to be charged.
+    pub tenants: Option<Arc<TenantLimits>>,
 }
 
 impl Default for LimitOptions {
@@ -29,6 +38,7 @@ impl Default for LimitOptions {
         Self {
             max_concurrent_queries: 0,
             query_queue_wait: Duration::from_secs(5),
+            tenants: None,
         }
     }
 }
@@ -54,6 +64,8 @@ pub struct QueryLimiter {
     limit: usize,
     wait: Duration,
     waiting: AtomicUsize,
+    /// Set only when some tenant has an ingestion rate.
+    ingest_rates: Option<Arc<TenantLimits>>,
 }
 
 impl QueryLimiter {
@@ -65,6 +77,7 @@ impl QueryLimiter {
             limit,
             wait: options.query_queue_wait,
             waiting: AtomicUsize::new(0),
+            ingest_rates: options.tenants.clone().filter(|t| t.limits_ingest()),
         })
     }
 
@@ -100,6 +113,17 @@ pub fn is_query_path(path: &str) -> bool {
 /// The middleware.
 pub(crate) async fn limit_queries(limiter: Arc<QueryLimiter>, request: Request, next: Next) -> Response {
     if !is_query_path(request.uri().path()) {
+        if let Some(rates) = &limiter.ingest_rates {
+            let path = request.uri().path();
+            // Plugin mounts on custom paths (auth's `write_paths`) are charged by the sink but
+            // not admitted here: this layer does not know those paths.
+            if classify(path, false) == Access::Write
+                && let Some(tenant) = ingest_tenant(path)
+                && let Err(refused) = rates.admit(tenant, Instant::now())
+            {
+                return refused.response(tenant);
+            }
+        }
         return next.run(request).await;
     }
     let Some(_permit) = limiter.acquire().await else {
@@ -148,6 +172,7 @@ mod tests {
         let limiter = QueryLimiter::new(&LimitOptions {
             max_concurrent_queries: 1,
             query_queue_wait: Duration::from_millis(50),
+            tenants: None,
         });
         let held = limiter.acquire().await.expect("first slot");
         assert!(limiter.acquire().await.is_none(), "second waits 50ms then fails");
@@ -161,6 +186,7 @@ mod tests {
         let limiter = QueryLimiter::new(&LimitOptions {
             max_concurrent_queries: 1,
             query_queue_wait: Duration::from_secs(5),
+            tenants: None,
         });
         let held = limiter.acquire().await.unwrap();
         let l2 = Arc::clone(&limiter);

@@ -1,10 +1,10 @@
 //! Label sets and label matchers.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, OnceLock};
 
 use regex::Regex;
+
+use crate::regex_limits::{RegexLimits, compile_anchored};
 
 /// The label that holds the metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -239,35 +239,16 @@ pub struct BadRegex {
     pub reason: String,
 }
 
-/// Compiles `^(?s:value)$`, reusing earlier compilations: dashboards send the same regexes
-/// over and over, and compiling one costs far more than parsing the rest of a query.
-fn compile_anchored(value: &str) -> Result<Regex, BadRegex> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    if let Ok(c) = cache.lock()
-        && let Some(r) = c.get(value)
-    {
-        return Ok(r.clone());
-    }
-    let r = Regex::new(&format!("^(?s:{value})$")).map_err(|e| BadRegex {
-        value: value.to_string(),
-        reason: e.to_string(),
-    })?;
-    if let Ok(mut c) = cache.lock() {
-        // Bounded: a flood of distinct regexes must not grow memory without limit.
-        if c.len() >= 1024 {
-            c.clear();
-        }
-        c.insert(value.to_string(), r.clone());
-    }
-    Ok(r)
-}
-
 impl LabelMatcher {
-    /// Builds a matcher; compiles the regex for `=~`/`!~`.
+    /// Builds a matcher; compiles the regex for `=~`/`!~` within the default [`RegexLimits`].
     pub fn new(op: MatchOp, name: &str, value: &str) -> Result<Self, BadRegex> {
+        Self::with_limits(op, name, value, RegexLimits::default())
+    }
+
+    /// Builds a matcher whose regex must fit `limits` (a query's or a tenant's caps).
+    pub fn with_limits(op: MatchOp, name: &str, value: &str, limits: RegexLimits) -> Result<Self, BadRegex> {
         let regex = match op {
-            MatchOp::RegexMatch | MatchOp::RegexNoMatch => Some(compile_anchored(value)?),
+            MatchOp::RegexMatch | MatchOp::RegexNoMatch => Some(compile_anchored(value, limits)?),
             _ => None,
         };
         Ok(LabelMatcher {

@@ -31,11 +31,13 @@ pub mod parser;
 #[cfg(test)]
 mod parser_tests;
 pub mod promqltest;
+pub mod regex_limits;
 pub mod source;
 
 pub use ast::{Expr, ValueType};
 pub use eval::{Engine, QueryError, QueryOptions, QueryResult, QueryStats, QueryValue, RangeSeries, Sample};
 pub use functions::{FunctionDef, FunctionRegistry};
 pub use labels::{Label, LabelMatcher, Labels, MatchOp};
-pub use parser::{ParseError, parse};
+pub use parser::{ParseError, parse, parse_with_limits};
+pub use regex_limits::RegexLimits;
 pub use source::{MemSource, SelectShard, Series, SeriesSource, SourceError, is_stale_nan, stale_nan};

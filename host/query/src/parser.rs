@@ -6,6 +6,7 @@ use crate::ast::{AggOp, AtModifier, BinOp, Cardinality, Expr, ValueType, VectorM
 use crate::functions::FunctionRegistry;
 use crate::labels::{LabelMatcher, METRIC_NAME, MatchOp};
 use crate::lexer::{Tok, Token, lex};
+use crate::regex_limits::RegexLimits;
 
 /// A parse error with a 1-based line and column, printed as Prometheus does:
 /// `1:5: parse error: unexpected ...`.
@@ -40,8 +41,15 @@ impl ParseError {
     }
 }
 
-/// Parses a PromQL expression, resolving function calls against `reg`.
+/// Parses a PromQL expression, resolving function calls against `reg`; matcher regexes must
+/// fit the default [`RegexLimits`].
 pub fn parse(input: &str, reg: &FunctionRegistry) -> Result<Expr, ParseError> {
+    parse_with_limits(input, reg, RegexLimits::default())
+}
+
+/// [`parse`] with the regex caps of a query (or of its tenant): a too long or too large matcher
+/// regex is a parse error naming the limit.
+pub fn parse_with_limits(input: &str, reg: &FunctionRegistry, regex: RegexLimits) -> Result<Expr, ParseError> {
     let toks = lex(input)?;
     if toks.len() == 1 {
         return Err(ParseError::at(input, 0, "no expression found in input"));
@@ -52,6 +60,7 @@ pub fn parse(input: &str, reg: &FunctionRegistry) -> Result<Expr, ParseError> {
         toks,
         i: 0,
         reg,
+        regex,
     };
     let e = p.expr(0)?;
     if p.peek() != &Tok::Eof {
@@ -85,6 +94,7 @@ struct Parser<'a> {
     toks: Vec<Token>,
     i: usize,
     reg: &'a FunctionRegistry,
+    regex: RegexLimits,
 }
 
 type PResult<T> = Result<T, ParseError>;
@@ -590,7 +600,10 @@ impl Parser<'_> {
                 {
                     return Err(self.err(lpos, format!("metric name must not be set twice: {n:?} or {value:?}")));
                 }
-                matchers.push(LabelMatcher::new(op, &lname, &value).map_err(|e| self.err(lpos, e.to_string()))?);
+                matchers.push(
+                    LabelMatcher::with_limits(op, &lname, &value, self.regex)
+                        .map_err(|e| self.err(lpos, e.to_string()))?,
+                );
                 match self.peek() {
                     Tok::Comma => {
                         self.bump();

@@ -14,6 +14,7 @@ use strata_cluster::tenants::TenantRegistry;
 use strata_cluster::tls::{self, ClientTls};
 use strata_config::{ApplianceConfig, Role};
 use strata_http::storage_api::StorageApiOptions;
+use strata_http::tenant_limits::RateLimitedSink;
 use strata_http::{BuildInfo, HttpOptions, MetricsHandle, ServerBuilder, admin_api, ingest_api, storage_api};
 use strata_storage::{Storage, Tenant};
 
@@ -48,7 +49,17 @@ fn metrics(role: Role) -> MetricsHandle {
 }
 
 async fn serve_http(config: &ApplianceConfig, role: Role, builder: ServerBuilder) -> anyhow::Result<()> {
-    let security = crate::security::http_security(config)?;
+    serve_http_with(config, role, builder, crate::security::http_security(config)?).await
+}
+
+/// [`serve_http`] with security settings made earlier (the insert role shares its per-tenant
+/// ingestion buckets between the HTTP layer and its sink).
+async fn serve_http_with(
+    config: &ApplianceConfig,
+    role: Role,
+    builder: ServerBuilder,
+    security: strata_http::Security,
+) -> anyhow::Result<()> {
     let router = builder.security(security.clone()).build();
     let addr = config.http.listen_addr_for(role);
     let listener = strata_http::bind(addr).await?;
@@ -192,20 +203,20 @@ async fn insert(config: ApplianceConfig) -> anyhow::Result<()> {
         },
     ));
     let limits = crate::single::ingest_limits(&config);
-    // Plugin ingestion protocols under /insert/<tenant>/<plugin>/..., plus the plugin admin API.
-    let (plugin_routes, plugins) = crate::plugins_wiring::insert_routes(
-        &config,
+    let security = crate::security::http_security(&config)?;
+    // [[limits.tenants]] ingestion rates: admitted per request by the HTTP layer, charged here
+    // per stored batch, for the tenant of the /insert/<tenant>/ path.
+    let limited = RateLimitedSink::wrap(
         Arc::clone(&sink) as Arc<dyn strata_ingest::SampleSink>,
-        limits.clone(),
-    )
-    .await?;
+        security.limits.tenants.as_ref(),
+    );
+    // Plugin ingestion protocols under /insert/<tenant>/<plugin>/..., plus the plugin admin API.
+    let (plugin_routes, plugins) =
+        crate::plugins_wiring::insert_routes(&config, Arc::clone(&limited), limits.clone()).await?;
     let router = ServerBuilder::new(http_options(&config), metrics(Role::Insert))
-        .merge(ingest_api::insert_routes(
-            Arc::clone(&sink) as Arc<dyn strata_ingest::SampleSink>,
-            limits,
-        ))
+        .merge(ingest_api::insert_routes(limited, limits))
         .merge(plugin_routes);
-    let served = serve_http(&config, Role::Insert, router).await;
+    let served = serve_http_with(&config, Role::Insert, router, security).await;
     plugins.stop().await;
     // Writes were answered once buffered: send what is still buffered before exiting.
     let timeout = config.http.shutdown_timeout.get();
@@ -238,6 +249,7 @@ async fn select(config: ApplianceConfig) -> anyhow::Result<()> {
             SelectApiOptions {
                 query: strata_http::query_api::QueryApiOptions { engine: query },
                 deny_partial_response: config.cluster.deny_partial_response,
+                tenant_limits: crate::security::tenant_limits(&config)?,
             },
         ))
         // The web UI at /, reading tenant 0:0 through the /api/v1/... paths select serves.

@@ -13,6 +13,7 @@ use strata_config::{ApplianceConfig, CorruptPartPolicy, Role};
 use strata_http::local::{StorageSink, StorageSource};
 use strata_http::query_api::QueryApiOptions;
 use strata_http::storage_api::StorageApiOptions;
+use strata_http::tenant_limits::RateLimitedSink;
 use strata_http::{
     BuildInfo, HttpOptions, MetricsHandle, ServerBuilder, admin_api, ingest_api, query_api, storage_api, ui,
 };
@@ -94,7 +95,8 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         max_request_body: config.http.max_request_body.bytes(),
         shutdown_timeout: config.http.shutdown_timeout.get(),
     };
-    let query_options = crate::security::query_options(&config);
+    // The single role serves tenant 0:0: its [[limits.tenants]] overrides apply to every query.
+    let query_options = crate::security::query_options_for(&config, Tenant::default())?;
     let mut security = crate::security::http_security(&config)?;
     let source = StorageSource::new(Arc::clone(&storage), Tenant::default(), query_options.max_series);
     let max_series = query_options.max_series;
@@ -124,7 +126,10 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     };
 
     // WebAssembly plugins: ingest mounts, TCP/UDP listeners, query functions (plugins_wiring.rs).
-    let plugin_sink: Arc<dyn SampleSink> = Arc::new(StorageSink::new(Arc::clone(&storage)));
+    let plugin_sink: Arc<dyn SampleSink> = RateLimitedSink::wrap(
+        Arc::new(StorageSink::new(Arc::clone(&storage))),
+        security.limits.tenants.as_ref(),
+    );
     let plugins =
         crate::plugins_wiring::Plugins::start(&config, Arc::clone(&plugin_sink), ingest_limits(&config)).await?;
     security.auth.write_paths.extend(plugins.write_paths());
@@ -132,7 +137,10 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     let mut builder = ServerBuilder::new(http_options.clone(), metrics)
         .security(security.clone())
         .merge(ingest_api::routes(
-            Arc::new(StorageSink::new(Arc::clone(&storage))),
+            RateLimitedSink::wrap(
+                Arc::new(StorageSink::new(Arc::clone(&storage))),
+                security.limits.tenants.as_ref(),
+            ),
             ingest_limits(&config),
         ))
         .merge(query_api::routes_with_registry(

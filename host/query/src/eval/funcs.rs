@@ -1,8 +1,6 @@
 //! Function calls: dispatch to range functions, instant-vector functions, and run-time
 //! registered (custom) functions.
 
-use regex::Regex;
-
 use super::rangefn::{eval_range_fn, eval_range_fn_selector};
 use super::{Ctx, QueryError, StepSeries, Val, absent, is_absent, merge_same_labels, min_max, unwrap_parens};
 use crate::ast::{Expr, ValueType};
@@ -326,8 +324,13 @@ fn label_replace(ctx: &Ctx<'_>, args: &[Expr]) -> Result<Val, QueryError> {
     let repl = string_arg(ctx, &args[2])?;
     let src = string_arg(ctx, &args[3])?;
     let re_src = string_arg(ctx, &args[4])?;
-    let re = Regex::new(&format!("^(?s:{re_src})$"))
-        .map_err(|e| QueryError::Eval(format!("invalid regular expression in label_replace(): {re_src}: {e}")))?;
+    // Uncached: a label_replace regex is compiled once per query, not once per series.
+    let re = crate::regex_limits::compile_anchored_uncached(&re_src, ctx.opts().regex_limits()).map_err(|e| {
+        QueryError::Eval(format!(
+            "invalid regular expression in label_replace(): {}: {}",
+            e.value, e.reason
+        ))
+    })?;
     if !valid_label_name(&dst) {
         return Err(QueryError::Eval(format!(
             "invalid destination label name in label_replace(): {dst}"

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use crate::ast::{AtModifier, Expr, ValueType, VectorSelector};
 use crate::functions::FunctionRegistry;
 use crate::labels::{LabelMatcher, Labels};
-use crate::parser::{ParseError, parse};
+use crate::parser::{ParseError, parse_with_limits};
+use crate::regex_limits::RegexLimits;
 use crate::source::{SeriesSource, SourceError, is_stale_nan};
 
 /// Marks "no sample at this step" inside per-step value arrays. It is a signalling-NaN bit
@@ -49,6 +50,12 @@ pub struct QueryOptions {
     pub timeout: Duration,
     /// Threads used for per-series work; 0 means the number of CPUs.
     pub threads: usize,
+    /// Most bytes of source in one regex (matchers, `label_replace`); longer ones are refused
+    /// before compiling.
+    pub max_regex_length: usize,
+    /// Most bytes one compiled regex may take; larger ones (regex bombs) are refused while
+    /// compiling. At most [`crate::regex_limits::MAX_REGEX_COMPILED_BYTES`].
+    pub max_regex_compiled_bytes: usize,
 }
 
 impl Default for QueryOptions {
@@ -61,6 +68,18 @@ impl Default for QueryOptions {
             max_points_per_series: 11_000,
             timeout: Duration::from_secs(120),
             threads: 0,
+            max_regex_length: crate::regex_limits::DEFAULT_MAX_REGEX_LENGTH,
+            max_regex_compiled_bytes: crate::regex_limits::DEFAULT_MAX_REGEX_COMPILED_BYTES,
+        }
+    }
+}
+
+impl QueryOptions {
+    /// The regex caps of these options.
+    pub fn regex_limits(&self) -> RegexLimits {
+        RegexLimits {
+            max_length: self.max_regex_length,
+            max_compiled_bytes: self.max_regex_compiled_bytes,
         }
     }
 }
@@ -187,9 +206,9 @@ impl Engine {
         &self.source
     }
 
-    /// Parses `query` with this engine's registry.
+    /// Parses `query` with this engine's registry and regex limits.
     pub fn parse(&self, query: &str) -> Result<Expr, QueryError> {
-        Ok(parse(query, &self.registry)?)
+        Ok(parse_with_limits(query, &self.registry, self.opts.regex_limits())?)
     }
 
     /// Evaluates `query` at `t_ms`.

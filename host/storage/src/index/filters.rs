@@ -2,7 +2,7 @@
 //! are fully anchored, a missing label has the empty value, `{a=""}` matches series without
 //! `a`, and `.` matches a newline (Prometheus compiles `^(?s:re)$`).
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use regex_syntax::hir::{Class, Hir, HirKind};
 
 use super::{MatchOp, TagFilter};
@@ -70,7 +70,10 @@ impl Compiled {
     }
 }
 
-/// Compiles one filter; a bad regex is `InvalidInput`.
+/// Largest compiled regex a filter may have.
+const MAX_COMPILED_REGEX_BYTES: usize = 8 << 20;
+
+/// Compiles one filter; a bad regex (or one over [`MAX_COMPILED_REGEX_BYTES`]) is `InvalidInput`.
 pub(crate) fn compile(tf: &TagFilter) -> Result<Compiled, StorageError> {
     let key = if tf.name == "__name__" {
         String::new()
@@ -99,7 +102,14 @@ pub(crate) fn compile(tf: &TagFilter) -> Result<Compiled, StorageError> {
     let anchored = format!("^(?s:{})$", tf.value);
     let bad =
         |e: String| StorageError::InvalidInput(format!("invalid regex {:?} for label {:?}: {e}", tf.value, tf.name));
-    let re = Regex::new(&anchored).map_err(|e| bad(e.to_string()))?;
+    // A backstop against regex bombs: the query layer already refused anything over the
+    // configured `limits.max_regex_compiled_size` (at most this much), but a filter can also
+    // arrive over cluster RPC. Equal to strata_query::regex_limits::MAX_REGEX_COMPILED_BYTES.
+    let re = RegexBuilder::new(&anchored)
+        .size_limit(MAX_COMPILED_REGEX_BYTES)
+        .dfa_size_limit(MAX_COMPILED_REGEX_BYTES)
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
     let hir = regex_syntax::ParserBuilder::new()
         .dot_matches_new_line(true)
         .build()
@@ -242,6 +252,21 @@ mod tests {
                 value: "(".into()
             })
             .is_err()
+        );
+    }
+
+    #[test]
+    fn regex_bombs_are_invalid_input() {
+        let err = compile(&TagFilter {
+            name: "a".into(),
+            op: MatchOp::RegexMatch,
+            value: "(a{1000}){1000}".into(),
+        })
+        .err()
+        .expect("a bomb is refused");
+        assert!(
+            matches!(&err, StorageError::InvalidInput(m) if m.contains("size limit")),
+            "{err}"
         );
     }
 }
