@@ -220,10 +220,12 @@ mod tests {
         assert!(is_out_of_space(&std::io::Error::from_raw_os_error(EDQUOT)));
         assert!(is_out_of_space(&std::io::Error::from(std::io::ErrorKind::StorageFull)));
         assert!(is_out_of_space(&std::io::Error::other(full())));
-        assert!(is_out_of_space(&std::io::Error::new(
-            std::io::ErrorKind::Other,
-            std::io::Error::other(full())
-        )));
+        // Through a foreign error's `source()` chain.
+        assert!(is_out_of_space(&std::io::Error::other(StorageError::io(
+            "cannot write",
+            "/x",
+            full()
+        ))));
         assert!(!is_out_of_space(&std::io::Error::other("no space left, says a liar")));
         assert!(!is_out_of_space(&std::io::Error::from_raw_os_error(5)));
         let dir = tempfile::tempdir().unwrap();
