@@ -145,7 +145,6 @@ async fn run_query_api(st: SelectState, tenant: Tenant, rest: String, req: Reque
     let options = match &st.options.tenant_limits {
         Some(limits) => QueryApiOptions {
             engine: limits.query_options(&st.options.query.engine, tenant),
-            ..st.options.query.clone()
         },
         None => st.options.query.clone(),
     };

@@ -257,13 +257,13 @@ mod tests {
 
     #[test]
     fn regex_bombs_are_invalid_input() {
-        let err = compile(&TagFilter {
+        let Err(err) = compile(&TagFilter {
             name: "a".into(),
             op: MatchOp::RegexMatch,
             value: "(a{1000}){1000}".into(),
-        })
-        .err()
-        .expect("a bomb is refused");
+        }) else {
+            panic!("a bomb is refused");
+        };
         assert!(
             matches!(&err, StorageError::InvalidInput(m) if m.contains("size limit")),
             "{err}"
