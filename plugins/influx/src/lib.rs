@@ -8,10 +8,20 @@
 //! Names are made Prometheus-compatible: characters outside `[a-zA-Z0-9_:]` (`[a-zA-Z0-9_]`
 //! for labels) become `_`, since the host refuses invalid names.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
+
 use strata_plugin_sdk::{BatchBuilder, IngestInfo, IngestPlugin, Params, ParseError, param};
 
 /// The plugin.
 pub struct Influx;
+
+/// The naming options, read from the host once per instance: the config of a loaded plugin
+/// never changes (a reload makes new instances), and asking on every call cost an import call
+/// plus a copy of the whole map into the guest.
+static OPTIONS: OnceLock<Options> = OnceLock::new();
 
 impl IngestPlugin for Influx {
     fn describe() -> IngestInfo {
@@ -24,12 +34,14 @@ impl IngestPlugin for Influx {
     }
 
     fn parse(params: &Params, body: &[u8], default_ts_ms: i64, out: &mut BatchBuilder) -> Result<(), ParseError> {
-        let config = strata_plugin_sdk::host::config();
-        let opts = Options {
-            separator: param(&config, "measurement_field_separator").unwrap_or("_").to_string(),
-            skip_single_field: param(&config, "skip_single_field") == Some("true"),
-        };
-        parse_lines(params, body, default_ts_ms, &opts, out)
+        let opts = OPTIONS.get_or_init(|| {
+            let config = strata_plugin_sdk::host::config();
+            Options {
+                separator: param(&config, "measurement_field_separator").unwrap_or("_").to_string(),
+                skip_single_field: param(&config, "skip_single_field") == Some("true"),
+            }
+        });
+        parse_lines(params, body, default_ts_ms, opts, out)
     }
 }
 
@@ -81,6 +93,13 @@ pub fn parse_lines(
     let mut offset = 0usize;
     let mut scratch = Line::default();
     let mut name = String::new();
+    // Metric name symbols by (measurement, field, single-field naming), for unescaped parts.
+    let mut names: HashMap<(&str, &str, bool), u32, BuildHasherDefault<PartsHasher>> = HashMap::default();
+    // Symbol ids of the current line's labels, interned once and shared by all its fields.
+    let mut label_ids: Vec<(u32, u32)> = Vec::new();
+    // Interned at the first series, so that an empty body returns an empty batch.
+    let mut name_label: Option<u32> = None;
+    let mut db_label: Option<(u32, u32)> = None;
     for (i, raw) in text.split('\n').enumerate() {
         let line_offset = offset;
         offset += raw.len() + 1;
@@ -99,28 +118,53 @@ pub fn parse_lines(
                 .ok_or_else(|| err(0, "timestamp overflows".into()))?,
         };
         let single = opts.skip_single_field && scratch.fields.len() == 1;
-        let has_db_tag = scratch.tags.iter().any(|(k, _)| k == "db");
+        label_ids.clear();
+        let mut has_db_tag = false;
+        for (k, v) in &scratch.tags {
+            has_db_tag |= k == "db";
+            label_ids.push((out.symbol(k), out.symbol(v)));
+        }
+        if let (Some(db), false) = (db, has_db_tag) {
+            label_ids.push(*db_label.get_or_insert_with(|| (out.symbol("db"), out.symbol(db))));
+        }
         for (field, value) in &scratch.fields {
             let Some(value) = value else { continue };
-            name.clear();
-            if scratch.measurement.is_empty() || single {
-                if single && !scratch.measurement.is_empty() {
-                    name.push_str(&scratch.measurement);
-                } else {
-                    name.push_str(field);
+            let name_key = *name_label.get_or_insert_with(|| out.symbol("__name__"));
+            // The same measurement and field come back line after line: look the finished
+            // name up by its parts instead of building it again. Building copies three
+            // short strings, and in a component every variable-length copy is a call out of
+            // the guest (`memory.copy`), which cost more than the lookup.
+            let key = match (&scratch.measurement, field) {
+                (Cow::Borrowed(m), Cow::Borrowed(f)) => Some((*m, *f, single)),
+                _ => None,
+            };
+            let cached = key.and_then(|k| names.get(&k).copied());
+            let name_id = match cached {
+                Some(id) => id,
+                None => {
+                    name.clear();
+                    if scratch.measurement.is_empty() || single {
+                        if single && !scratch.measurement.is_empty() {
+                            name.push_str(&scratch.measurement);
+                        } else {
+                            name.push_str(field);
+                        }
+                    } else {
+                        name.push_str(&scratch.measurement);
+                        name.push_str(&opts.separator);
+                        name.push_str(field);
+                    }
+                    sanitize_in_place(&mut name, true);
+                    let id = out.symbol(&name);
+                    if let Some(k) = key {
+                        names.insert(k, id);
+                    }
+                    id
                 }
-            } else {
-                name.push_str(&scratch.measurement);
-                name.push_str(&opts.separator);
-                name.push_str(field);
-            }
-            sanitize(&mut name, true);
-            out.label("__name__", &name);
-            for (k, v) in &scratch.tags {
-                out.label(k, v);
-            }
-            if let (Some(db), false) = (db, has_db_tag) {
-                out.label("db", db);
+            };
+            out.label_ids(name_key, name_id);
+            for &(k, v) in &label_ids {
+                out.label_ids(k, v);
             }
             out.sample(ts, *value);
             out.finish_series();
@@ -129,47 +173,106 @@ pub fn parse_lines(
     Ok(())
 }
 
-/// One parsed line, reused between lines to keep allocations down.
+/// A cheap hasher for the name cache (std's SipHash costs more than the parse of a field;
+/// there is no seed because a component has no randomness without importing WASI's).
 #[derive(Default)]
-struct Line {
-    measurement: String,
-    tags: Vec<(String, String)>,
+struct PartsHasher(u64);
+
+impl Hasher for PartsHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            h = (h.rotate_left(23) ^ w).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(8) ^ u64::from(b)).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+    fn write_u8(&mut self, b: u8) {
+        self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0.rotate_left(23) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// One parsed line, reused between lines to keep allocations down. Tokens borrow the body
+/// unless they had escapes (or, for tag keys, characters to replace).
+#[derive(Default)]
+struct Line<'a> {
+    measurement: Cow<'a, str>,
+    tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// `None` values are string fields, which are skipped.
-    fields: Vec<(String, Option<f64>)>,
+    fields: Vec<(Cow<'a, str>, Option<f64>)>,
     timestamp: Option<i64>,
 }
 
-impl Line {
+impl Line<'_> {
     fn clear(&mut self) {
-        self.measurement.clear();
+        self.measurement = Cow::Borrowed("");
         self.tags.clear();
         self.fields.clear();
         self.timestamp = None;
     }
 }
 
-fn sanitize(s: &mut String, metric: bool) {
-    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || (metric && c == ':');
-    if s.chars().all(ok) && !s.starts_with(|c: char| c.is_ascii_digit()) {
-        return;
-    }
-    let mut fixed: String = s.chars().map(|c| if ok(c) { c } else { '_' }).collect();
+fn name_char(c: u8, metric: bool) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || (metric && c == b':')
+}
+
+fn needs_sanitizing(s: &str, metric: bool) -> bool {
+    !s.bytes().all(|c| name_char(c, metric)) || s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+fn sanitized(s: &str, metric: bool) -> String {
+    let mut fixed: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && name_char(c as u8, metric) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if fixed.starts_with(|c: char| c.is_ascii_digit()) {
         fixed.insert(0, '_');
     }
-    *s = fixed;
+    fixed
 }
 
-/// Reads an escaped token up to one of `stops` (unescaped); returns the text and the index
-/// of the stop character (or the end).
-fn token(line: &str, start: usize, stops: &[u8], out: &mut String) -> usize {
+fn sanitize_in_place(s: &mut String, metric: bool) {
+    if needs_sanitizing(s, metric) {
+        *s = sanitized(s, metric);
+    }
+}
+
+fn sanitize(s: Cow<'_, str>, metric: bool) -> Cow<'_, str> {
+    if needs_sanitizing(&s, metric) {
+        Cow::Owned(sanitized(&s, metric))
+    } else {
+        s
+    }
+}
+
+/// Reads an escaped token up to one of `stops` (unescaped); returns the text (borrowed when it
+/// had no escapes) and the index of the stop character (or the end).
+fn token<'a>(line: &'a str, start: usize, stops: &[u8]) -> (Cow<'a, str>, usize) {
     let b = line.as_bytes();
     let mut i = start;
+    let mut owned: Option<String> = None;
     let mut run = start;
     while i < b.len() {
         let c = b[i];
         if c == b'\\' && i + 1 < b.len() && matches!(b[i + 1], b',' | b'=' | b' ' | b'\\' | b'"') {
-            out.push_str(&line[run..i]);
+            owned.get_or_insert_with(String::new).push_str(&line[run..i]);
             i += 1;
             run = i;
             i += 1;
@@ -180,30 +283,36 @@ fn token(line: &str, start: usize, stops: &[u8], out: &mut String) -> usize {
         }
         i += 1;
     }
-    out.push_str(&line[run..i]);
-    i
+    let text = match owned {
+        None => Cow::Borrowed(&line[start..i]),
+        Some(mut s) => {
+            s.push_str(&line[run..i]);
+            Cow::Owned(s)
+        }
+    };
+    (text, i)
 }
 
 type LineError = (usize, String);
 
-fn parse_line(line: &str, l: &mut Line) -> Result<(), LineError> {
+fn parse_line<'a>(line: &'a str, l: &mut Line<'a>) -> Result<(), LineError> {
     let b = line.as_bytes();
-    let mut i = token(line, 0, b", ", &mut l.measurement);
-    if l.measurement.is_empty() {
+    let (measurement, mut i) = token(line, 0, b", ");
+    if measurement.is_empty() {
         return Err((0, "missing measurement".into()));
     }
+    l.measurement = measurement;
     while i < b.len() && b[i] == b',' {
-        let (mut k, mut v) = (String::new(), String::new());
-        let eq = token(line, i + 1, b"=, ", &mut k);
+        let (k, eq) = token(line, i + 1, b"=, ");
         if eq >= b.len() || b[eq] != b'=' || k.is_empty() {
             return Err((i + 1, "tag without `=`".into()));
         }
-        i = token(line, eq + 1, b", ", &mut v);
+        let (v, next) = token(line, eq + 1, b", ");
         if v.is_empty() {
             return Err((eq + 1, format!("tag {k:?} has an empty value")));
         }
-        sanitize(&mut k, false);
-        l.tags.push((k, v));
+        i = next;
+        l.tags.push((sanitize(k, false), v));
     }
     if i >= b.len() || b[i] != b' ' {
         return Err((i, "missing fields".into()));
@@ -212,8 +321,7 @@ fn parse_line(line: &str, l: &mut Line) -> Result<(), LineError> {
         i += 1;
     }
     loop {
-        let mut k = String::new();
-        let eq = token(line, i, b"= ", &mut k);
+        let (k, eq) = token(line, i, b"= ");
         if eq >= b.len() || b[eq] != b'=' || k.is_empty() {
             return Err((i, "field without `=`".into()));
         }

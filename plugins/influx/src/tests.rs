@@ -132,3 +132,24 @@ fn garbage_never_panics() {
     }
     let _ = parse(&[("precision", "h")], "m v=1 9223372036854775807");
 }
+
+#[test]
+fn names_stay_right_when_lines_repeat() {
+    // Names are cached by (measurement, field, single-field naming): a one-field line of a
+    // measurement seen with two fields must still be named by its measurement alone.
+    let opts = Options {
+        separator: "_".into(),
+        skip_single_field: true,
+    };
+    let body = "cpu a=1,b=2\ncpu a=3,b=4\ncpu a=5\nweb\\ x v=1\nweb\\ x v=2\nweb\\ x v=3,w=4\n";
+    let got = parse_with(&[], body, &opts).unwrap();
+    let names: Vec<_> = got.iter().map(|s| s.0[0].1.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "cpu_a", "cpu_b", "cpu_a", "cpu_b", "cpu", "web_x", "web_x", "web_x_v", "web_x_w"
+        ]
+    );
+    let values: Vec<f64> = got.iter().map(|s| s.1[0].1).collect();
+    assert_eq!(values, [1.0, 2.0, 3.0, 4.0, 5.0, 1.0, 2.0, 3.0, 4.0]);
+}

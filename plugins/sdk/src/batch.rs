@@ -1,8 +1,5 @@
 //! Building the columnar, dictionary-encoded batch the host expects (see `wit/types.wit`).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 /// A finished batch: the same fields as the WIT `batch` record, in plain Rust.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
@@ -73,23 +70,24 @@ impl Batch {
     }
 }
 
-/// FNV-1a: the dictionary needs a fast hash and no random seed (a seed would make the
-/// component import WASI's random interface).
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
+/// A multiplicative hash over 8-byte words. The dictionary needs a fast hash and no random
+/// seed (a seed would make the component import WASI's random interface); a byte-at-a-time
+/// hash (FNV) cost a visible share of a parse, since every label of every series is looked up.
+fn hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h.rotate_left(23) ^ w).wrapping_mul(K);
     }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut tail = [0u8; 8];
+        tail[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
     }
+    h ^ (h >> 29)
 }
 
 /// Builds a [`Batch`] series by series, interning every label name and value once.
@@ -106,7 +104,10 @@ impl Hasher for Fnv {
 #[derive(Default)]
 pub struct BatchBuilder {
     batch: Batch,
-    dict: HashMap<Box<str>, u32, BuildHasherDefault<Fnv>>,
+    /// Open-addressing table over the symbols already in `batch`: each slot holds
+    /// `(hash as u32, id + 1)`, 0 meaning empty. Symbols are compared in `batch.symbols`
+    /// itself, so interning allocates nothing per string.
+    slots: Vec<(u32, u32)>,
 }
 
 impl BatchBuilder {
@@ -115,16 +116,54 @@ impl BatchBuilder {
         Self::default()
     }
 
-    /// Interns `s` and returns its symbol id.
+    fn symbol_bytes(&self, id: u32) -> &[u8] {
+        let id = id as usize;
+        let start = if id == 0 {
+            0
+        } else {
+            self.batch.symbol_ends[id - 1] as usize
+        };
+        &self.batch.symbols[start..self.batch.symbol_ends[id] as usize]
+    }
+
+    /// Interns `s` and returns its symbol id (usable with [`label_ids`](Self::label_ids)).
     pub fn symbol(&mut self, s: &str) -> u32 {
-        if let Some(&id) = self.dict.get(s) {
-            return id;
+        // Keep the table at most half full.
+        if (self.batch.symbol_ends.len() + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let h = hash(s.as_bytes());
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        loop {
+            let (slot_hash, id1) = self.slots[i];
+            if id1 == 0 {
+                break;
+            }
+            if slot_hash == h as u32 && self.symbol_bytes(id1 - 1) == s.as_bytes() {
+                return id1 - 1;
+            }
+            i = (i + 1) & mask;
         }
         let id = self.batch.symbol_ends.len() as u32;
         self.batch.symbols.extend_from_slice(s.as_bytes());
         self.batch.symbol_ends.push(self.batch.symbols.len() as u32);
-        self.dict.insert(s.into(), id);
+        self.slots[i] = (h as u32, id + 1);
         id
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(16);
+        let old = std::mem::replace(&mut self.slots, vec![(0, 0); size]);
+        let mask = size - 1;
+        for (h, id1) in old.into_iter().filter(|&(_, id1)| id1 != 0) {
+            // Only the low 32 bits of the hash are kept; they also pick the slot.
+            let mut i = h as usize & mask;
+            while self.slots[i].1 != 0 {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = (h, id1);
+        }
     }
 
     /// Adds a label to the current series.
@@ -132,6 +171,17 @@ impl BatchBuilder {
         let n = self.symbol(name);
         let v = self.symbol(value);
         self.batch.label_refs.extend_from_slice(&[n, v]);
+    }
+
+    /// Adds a label by symbol ids from [`symbol`](Self::symbol): a parser that repeats the
+    /// same labels for several series (one per field, say) interns them once.
+    ///
+    /// # Panics
+    /// If an id was not returned by this builder.
+    pub fn label_ids(&mut self, name: u32, value: u32) {
+        let n = self.batch.symbol_ends.len() as u32;
+        assert!(name < n && value < n, "symbol id out of range");
+        self.batch.label_refs.extend_from_slice(&[name, value]);
     }
 
     /// Adds a sample to the current series.
@@ -196,5 +246,32 @@ mod tests {
         assert_eq!(batch.labels(1), vec![("__name__", "a"), ("job", "y")]);
         assert_eq!(batch.samples(0), vec![(1, 1.0), (2, 2.0)]);
         assert_eq!(batch.samples(1), vec![(3, 3.0)]);
+    }
+
+    #[test]
+    fn interning_survives_growth_and_tells_similar_strings_apart() {
+        let mut b = BatchBuilder::new();
+        let names: Vec<String> = (0..5000).map(|i| format!("s{i}")).collect();
+        let ids: Vec<u32> = names.iter().map(|n| b.symbol(n)).collect();
+        assert_eq!(ids, (0..5000).collect::<Vec<u32>>());
+        // Every one found again, after many grows; prefixes and the empty string are distinct.
+        for (n, &id) in names.iter().zip(&ids) {
+            assert_eq!(b.symbol(n), id);
+        }
+        let empty = b.symbol("");
+        assert_eq!(empty, 5000);
+        assert_eq!(b.symbol("s1234567"), 5001);
+        assert_eq!(b.symbol("s12345678"), 5002, "9 bytes: crosses a word");
+        assert_eq!(b.symbol(""), empty);
+        b.label_ids(ids[7], empty);
+        b.sample(1, 1.0);
+        b.finish_series();
+        assert_eq!(b.finish().labels(0), vec![("s7", "")]);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of range")]
+    fn label_ids_refuses_unknown_ids() {
+        BatchBuilder::new().label_ids(0, 0);
     }
 }
