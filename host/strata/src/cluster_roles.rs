@@ -105,6 +105,8 @@ fn storage_nodes(config: &ApplianceConfig, default_port: u16) -> anyhow::Result<
 }
 
 async fn storage(config: ApplianceConfig) -> anyhow::Result<()> {
+    // The recorder before the storage opens (start-up counts; handles resolved at open).
+    let metrics = metrics(Role::Storage);
     let options = crate::single::storage_options(&config);
     let data_path = options.data_path.clone();
     let storage = tokio::task::spawn_blocking(move || Storage::open(options))
@@ -155,7 +157,7 @@ async fn storage(config: ApplianceConfig) -> anyhow::Result<()> {
         });
     }
 
-    let router = ServerBuilder::new(http_options(&config), metrics(Role::Storage))
+    let router = ServerBuilder::new(http_options(&config), metrics)
         .merge(storage_api::routes(
             Arc::clone(&storage),
             StorageApiOptions {

@@ -74,6 +74,12 @@ pub fn ingest_limits(config: &ApplianceConfig) -> IngestLimits {
 }
 
 async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
+    // The recorder first: storage start-up (WAL replay, part checks) already counts things,
+    // and the storage resolves some metric handles once when it opens.
+    let metrics = MetricsHandle::install(&BuildInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        role: Role::Single.name().to_string(),
+    });
     let options = storage_options(&config);
     let data_path = options.data_path.clone();
     let storage = tokio::task::spawn_blocking(move || Storage::open(options))
@@ -87,10 +93,6 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
         "storage open"
     );
 
-    let metrics = MetricsHandle::install(&BuildInfo {
-        version: env!("CARGO_PKG_VERSION"),
-        role: Role::Single.name().to_string(),
-    });
     let http_options = HttpOptions {
         max_request_body: config.http.max_request_body.bytes(),
         shutdown_timeout: config.http.shutdown_timeout.get(),
