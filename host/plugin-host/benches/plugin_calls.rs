@@ -1,5 +1,8 @@
 //! Per-call cost of a plugin (warm instance from the pool + call + batch conversion) and Influx line-protocol
 //! throughput through the plugin. Needs `scripts/build-plugins` first.
+//!
+//! `STRATA_PLUGIN_DIST=<dir>` loads the components from another directory than plugins/dist
+//! (to compare builds of the guests with one host binary).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +13,11 @@ use strata_ingest::MetricBatch;
 use strata_plugin_host::{CallLimits, HostOptions, PluginHost, PluginKind, PluginSpec};
 
 fn spec(name: &str, file: &str) -> PluginSpec {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../plugins/dist/{file}.wasm"));
+    let dist = std::env::var_os("STRATA_PLUGIN_DIST").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist"),
+        PathBuf::from,
+    );
+    let path = dist.join(format!("{file}.wasm"));
     assert!(
         path.exists(),
         "{} is missing: run scripts/build-plugins",
@@ -39,8 +46,13 @@ fn bench(c: &mut Criterion) {
     let influx = host.ingest_plugin("influx").unwrap();
     let mut out = MetricBatch::new();
     let ok = vec![("mode".to_string(), "ok".to_string())];
+    // A whole small request: one parameter in, one series out and converted.
     c.bench_function("call_fixed_cost_warm_instance", |b| {
         b.iter(|| hostile.parse_into(&ok, b"", 1, &mut out).unwrap())
+    });
+    // The fixed cost alone: no parameters, an empty body, an empty batch back.
+    c.bench_function("call_fixed_cost_empty_request", |b| {
+        b.iter(|| influx.parse_into(&[], b"", 1, &mut out).unwrap())
     });
 
     let mut body = String::new();
@@ -58,6 +70,11 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(20_000));
     g.bench_function("plugin", |b| {
         b.iter(|| influx.parse_into(&[], body.as_bytes(), 1, &mut out).unwrap())
+    });
+    // The same call without converting the returned batch into a MetricBatch: the work the
+    // native benchmark does (parse and build the SDK batch) plus the crossing in and out.
+    g.bench_function("plugin_call_only", |b| {
+        b.iter(|| influx.parse_count(&[], body.as_bytes(), 1).unwrap())
     });
     g.finish();
 }

@@ -267,6 +267,28 @@ impl IngestPlugin {
     }
 }
 
+impl IngestPlugin {
+    /// Calls `parse` and returns how many samples came back, without converting or checking
+    /// them: the benchmarks use it to tell the cost of the call (body in, parse, batch out)
+    /// from that of the conversion. Not for production paths.
+    #[doc(hidden)]
+    pub fn parse_count(
+        &self,
+        params: &[(String, String)],
+        body: &[u8],
+        default_ts_ms: i64,
+    ) -> Result<usize, PluginError> {
+        let params = params.to_vec();
+        let batch = self.call(|store, b| b.strata_plugin_ingest().call_parse(store, &params, body, default_ts_ms))?;
+        batch.map(|b| b.values.len()).map_err(|e| PluginError::Parse {
+            plugin: self.name.to_string(),
+            line: e.line,
+            offset: e.offset,
+            message: e.message,
+        })
+    }
+}
+
 /// Copies a WIT batch into a [`MetricBatch`], checking every offset and reference.
 pub(crate) fn convert(b: &wit_types::Batch, out: &mut MetricBatch) -> Result<(), String> {
     let mut symbols: Vec<&str> = Vec::with_capacity(b.symbol_ends.len());

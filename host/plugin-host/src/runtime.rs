@@ -247,8 +247,15 @@ impl<B> Pool<B> {
 
 /// Arms the per-call deadline: every call (a pooled one or a session push) gets the whole budget.
 pub(crate) fn arm_deadline(store: &mut Store<State>, limits: CallLimits) {
-    let ticks = limits.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
-    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+    // u64 milliseconds: `Duration::as_millis` is a u128, whose division is a slow library call
+    // on every request.
+    let ms = limits
+        .timeout
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(limits.timeout.subsec_millis()));
+    let tick_ms = EPOCH_TICK.as_secs() * 1000 + u64::from(EPOCH_TICK.subsec_millis());
+    store.set_epoch_deadline(ms.div_ceil(tick_ms).max(1));
 }
 
 /// A fresh store for one request, with memory and time bounds armed.
