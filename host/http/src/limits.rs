@@ -31,6 +31,10 @@ pub struct LimitOptions {
     /// `[[limits.tenants]]`; the same value must reach the role's sinks
     /// ([`crate::tenant_limits::RateLimitedSink`]) for ingestion rates to be charged.
     pub tenants: Option<Arc<TenantLimits>>,
+    /// Exact paths that ingest although they do not look like it (plugin mounts such as a
+    /// custom `http_paths` entry; the same list as `AuthOptions::write_paths`), so that the
+    /// tenant's ingestion rate refuses them with 429 too.
+    pub write_paths: Vec<String>,
 }
 
 impl Default for LimitOptions {
@@ -39,6 +43,7 @@ impl Default for LimitOptions {
             max_concurrent_queries: 0,
             query_queue_wait: Duration::from_secs(5),
             tenants: None,
+            write_paths: Vec::new(),
         }
     }
 }
@@ -66,6 +71,7 @@ pub struct QueryLimiter {
     waiting: AtomicUsize,
     /// Set only when some tenant has an ingestion rate.
     ingest_rates: Option<Arc<TenantLimits>>,
+    write_paths: Vec<String>,
 }
 
 impl QueryLimiter {
@@ -78,7 +84,13 @@ impl QueryLimiter {
             wait: options.query_queue_wait,
             waiting: AtomicUsize::new(0),
             ingest_rates: options.tenants.clone().filter(|t| t.limits_ingest()),
+            write_paths: options.write_paths.clone(),
         })
+    }
+
+    /// Whether `path` ingests: by its shape, or as a configured plugin mount.
+    fn is_ingest_path(&self, path: &str) -> bool {
+        classify(path, false) == Access::Write || self.write_paths.iter().any(|p| p == path)
     }
 
     async fn acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
@@ -115,9 +127,7 @@ pub(crate) async fn limit_queries(limiter: Arc<QueryLimiter>, request: Request, 
     if !is_query_path(request.uri().path()) {
         if let Some(rates) = &limiter.ingest_rates {
             let path = request.uri().path();
-            // Plugin mounts on custom paths (auth's `write_paths`) are charged by the sink but
-            // not admitted here: this layer does not know those paths.
-            if classify(path, false) == Access::Write
+            if limiter.is_ingest_path(path)
                 && let Some(tenant) = ingest_tenant(path)
                 && let Err(refused) = rates.admit(tenant, Instant::now())
             {
@@ -167,12 +177,25 @@ mod tests {
         }
     }
 
+    #[test]
+    fn plugin_mounts_count_as_ingestion() {
+        let limiter = QueryLimiter::new(&LimitOptions {
+            write_paths: vec!["/custom/mount".into()],
+            ..LimitOptions::default()
+        });
+        assert!(limiter.is_ingest_path("/custom/mount"));
+        assert!(limiter.is_ingest_path("/api/v1/write"));
+        assert!(!limiter.is_ingest_path("/custom/other"));
+        assert!(!limiter.is_ingest_path("/api/v1/query"));
+    }
+
     #[tokio::test]
     async fn waits_then_refuses() {
         let limiter = QueryLimiter::new(&LimitOptions {
             max_concurrent_queries: 1,
             query_queue_wait: Duration::from_millis(50),
             tenants: None,
+            write_paths: Vec::new(),
         });
         let held = limiter.acquire().await.expect("first slot");
         assert!(limiter.acquire().await.is_none(), "second waits 50ms then fails");
@@ -187,6 +210,7 @@ mod tests {
             max_concurrent_queries: 1,
             query_queue_wait: Duration::from_secs(5),
             tenants: None,
+            write_paths: Vec::new(),
         });
         let held = limiter.acquire().await.unwrap();
         let l2 = Arc::clone(&limiter);

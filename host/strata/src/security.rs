@@ -70,6 +70,7 @@ pub fn http_security(config: &ApplianceConfig) -> anyhow::Result<Security> {
             max_concurrent_queries: config.limits.max_concurrent_queries,
             query_queue_wait: config.limits.query_queue_wait.get(),
             tenants,
+            write_paths: Vec::new(),
         },
     })
 }

@@ -135,6 +135,7 @@ async fn serve(config: ApplianceConfig) -> anyhow::Result<()> {
     let plugins =
         crate::plugins_wiring::Plugins::start(&config, Arc::clone(&plugin_sink), ingest_limits(&config)).await?;
     security.auth.write_paths.extend(plugins.write_paths());
+    security.limits.write_paths.extend(plugins.write_paths());
 
     let mut builder = ServerBuilder::new(http_options.clone(), metrics)
         .security(security.clone())
