@@ -268,10 +268,15 @@ pub struct StorageConfig {
     /// Below this much free disk the node is read-only: ingestion answers 503, merges wait;
     /// it returns to normal by itself once space is freed.
     pub min_free_disk_space: ByteSize,
-    /// Write-ahead log: every sample is fsynced to `<data_path>/wal/` before the write is
-    /// acknowledged, so acknowledged samples survive a crash. Off: a crash can lose up to
-    /// `inmemory_flush_interval` of samples.
+    /// Write-ahead log: every sample is written to `<data_path>/wal/` before the write is
+    /// acknowledged, so acknowledged samples survive a crash of the process. Off: a crash can
+    /// lose up to `inmemory_flush_interval` of samples.
     pub wal: bool,
+    /// How the WAL reaches the disk. `0s`: fsynced before every acknowledgement (also
+    /// survives a power cut or kernel crash; costs an fsync per request). Longer: acknowledged
+    /// once written to the file, fsynced in the background at most this much later (a power
+    /// cut can lose up to this much). Default `100ms`.
+    pub wal_sync_interval: HumanDuration,
 }
 
 /// `storage.on_corrupt_part`.
@@ -301,6 +306,7 @@ impl Default for StorageConfig {
             on_corrupt_part: CorruptPartPolicy::Fail,
             min_free_disk_space: ByteSize(100_000_000),
             wal: false,
+            wal_sync_interval: HumanDuration::from_millis(100),
         }
     }
 }

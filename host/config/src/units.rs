@@ -18,6 +18,11 @@ impl HumanDuration {
         Self(std::time::Duration::from_secs(secs))
     }
 
+    /// Builds a duration from milliseconds.
+    pub const fn from_millis(ms: u64) -> Self {
+        Self(std::time::Duration::from_millis(ms))
+    }
+
     /// The duration as std's type.
     pub const fn get(self) -> std::time::Duration {
         self.0

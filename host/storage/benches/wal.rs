@@ -111,18 +111,24 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("ingest_wal");
     g.sample_size(10).measurement_time(Duration::from_secs(8));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    // (WAL on, API, sync interval, label): the default interval (written before the ack,
+    // fsynced within 100 ms) and `0s` (fsynced before every ack).
+    let fsync_each = Duration::ZERO;
+    let default_sync = TableOptions::default().wal_sync_interval;
     let cases = [
-        (false, Api::Batch, "no_wal"),
-        (true, Api::PerSeries, "wal_per_series"),
-        (true, Api::Batch, "wal"),
+        (false, Api::Batch, default_sync, "no_wal"),
+        (true, Api::PerSeries, fsync_each, "wal_per_series_fsync_each"),
+        (true, Api::Batch, fsync_each, "wal_fsync_each"),
+        (true, Api::Batch, default_sync, "wal"),
     ];
     for writers in [1usize, 4] {
-        for (wal, api, label) in cases {
+        for (wal, api, wal_sync_interval, label) in cases {
             let dir = tempfile::tempdir().expect("tempdir");
             let s = Storage::open(StorageOptions {
                 data_path: dir.path().join("data"),
                 table: TableOptions {
                     wal,
+                    wal_sync_interval,
                     min_free_disk_bytes: 0,
                     ..TableOptions::default()
                 },

@@ -66,6 +66,7 @@ impl Storage {
         guard.check();
         let mut table_opts = options.table;
         let use_wal = table_opts.wal;
+        let wal_sync_interval = table_opts.wal_sync_interval;
         let checkpoint_interval = table_opts.inmemory_flush_interval;
         table_opts.disk_guard = Some(guard.clone());
         let weak = Arc::downgrade(&index);
@@ -83,7 +84,11 @@ impl Storage {
             add_series_to(&index, &table, tenant, labels, ts, vals)
         })?;
         let wal = if use_wal {
-            Some(crate::wal::Wal::create(&wal_dir, next_seq)?)
+            Some(crate::wal::Wal::create_with_sync(
+                &wal_dir,
+                next_seq,
+                wal_sync_interval,
+            )?)
         } else {
             None
         };

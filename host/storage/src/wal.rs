@@ -1,6 +1,9 @@
 //! The optional write-ahead log (`storage.wal = true`): every sample is appended here before it
-//! enters the table, and a write is acknowledged only once its records are fsynced, so an
-//! acknowledged sample survives `kill -9` or a power cut.
+//! enters the table, and a write is acknowledged only once its records are in the log file, so
+//! an acknowledged sample survives `kill -9`. With a zero sync interval ([`Wal::create`]) the
+//! acknowledgement also waits for the fsync (a power cut is survived too); with a non-zero one
+//! ([`Wal::create_with_sync`], the storage's default of 100 ms) the fsync follows in the
+//! background within that interval.
 //!
 //! Layout: `<data>/wal/<16 hex digits>.wal`, segments numbered in write order. A record is
 //! `u32 LE payload length | u64 LE xxh64(payload) | payload`, the payload being one series of
@@ -9,8 +12,8 @@
 //!
 //! **Group commit.** Appending only copies into a memory buffer. One thread (`strata-wal`)
 //! writes: whenever a position is requested ([`Wal::submit`], [`Wal::sync_to`]) it takes the
-//! whole buffer (everyone's records), writes it with one `write` and one `fdatasync`, and wakes
-//! the waiters. Records appended while a sync runs go out together with the next one, so
+//! whole buffer (everyone's records), writes it with one `write` (and one `fdatasync` when
+//! syncing each write), and wakes the waiters. Records appended while a sync runs go out together with the next one, so
 //! concurrent writers share fsyncs. [`Wal::submit`] starts the write of a whole request before
 //! the request's samples go into the table, so the fsync runs while the writer works and
 //! [`Wal::wait`] (the acknowledgement point) mostly finds it done.
@@ -32,6 +35,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -94,6 +98,11 @@ struct State {
 
 struct Inner {
     dir: PathBuf,
+    /// Zero: every write is fdatasync'ed before its waiters return (survives power loss).
+    /// Otherwise waiters return once their records are written to the file (in the kernel's
+    /// page cache: they survive the process being killed) and the log writer fdatasyncs at most
+    /// this long after a write (a power loss can cost up to this much).
+    sync_interval: Duration,
     state: Mutex<State>,
     /// Wakes the log writer: a position was requested, or stop.
     work: Condvar,
@@ -294,11 +303,19 @@ impl Wal {
     /// Starts a new, empty segment numbered `seq` in `dir` (created if needed) and the thread
     /// that writes it. Older segments are left alone (replay them first).
     pub fn create(dir: &Path, seq: u64) -> Result<Wal> {
+        Self::create_with_sync(dir, seq, Duration::ZERO)
+    }
+
+    /// [`Wal::create`] with a sync interval: zero fsyncs before every acknowledgement; a longer
+    /// one acknowledges once records are written to the file and fsyncs in the background at
+    /// most `sync_interval` later (see `Inner::sync_interval`).
+    pub fn create_with_sync(dir: &Path, seq: u64, sync_interval: Duration) -> Result<Wal> {
         strata_fsutil::create_dir_all_durable(dir).map_err(|e| StorageError::io("cannot create", dir, e))?;
         let file = create_segment(dir, seq)?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
+            sync_interval,
             state: Mutex::new(State {
                 buf: Vec::with_capacity(1 << 20),
                 spare: Vec::new(),
@@ -387,7 +404,8 @@ impl Wal {
         self.inner.segment.lock().len + pending
     }
 
-    /// Returns once every record up to `pos` is on disk (group commit, see the module docs).
+    /// Returns once every record up to `pos` is on disk, or written to the file when a sync
+    /// interval is set (group commit, see the module docs).
     pub fn sync_to(&self, pos: u64) -> Result<()> {
         {
             let mut st = self.inner.state.lock();
@@ -423,6 +441,12 @@ impl Wal {
         let pos = self.appended();
         self.sync_to(pos)?;
         let mut seg = self.inner.segment.lock();
+        if !self.inner.sync_interval.is_zero() {
+            // The closing segment's records must be on disk before a checkpoint may rely on it.
+            seg.file
+                .sync_data()
+                .map_err(|e| StorageError::io("cannot sync", &self.inner.dir, e))?;
+        }
         let seq = seg.seq + 1;
         seg.file = create_segment(&self.inner.dir, seq)?;
         seg.len = 0;
@@ -453,12 +477,30 @@ impl Inner {
     /// with the next one (group commit).
     fn run(&self) {
         let mut st = self.state.lock();
+        // When the oldest write not yet fsynced was made (sync interval mode only).
+        let mut unsynced_since: Option<Instant> = None;
         loop {
             while st.requested <= st.taken && !st.stop {
-                self.work.wait(&mut st);
+                match unsynced_since {
+                    None => self.work.wait(&mut st),
+                    Some(since) => {
+                        let due = since + self.sync_interval;
+                        if Instant::now() >= due {
+                            drop(st);
+                            self.background_sync(&mut unsynced_since);
+                            st = self.state.lock();
+                        } else {
+                            self.work.wait_until(&mut st, due);
+                        }
+                    }
+                }
             }
             if st.requested <= st.taken {
                 // Stopping, and nothing anyone waits for is left.
+                drop(st);
+                if unsynced_since.is_some() {
+                    self.background_sync(&mut unsynced_since);
+                }
                 return;
             }
             let from = st.taken;
@@ -467,6 +509,9 @@ impl Inner {
             st.taken = to;
             drop(st);
             let res = self.write(&buf);
+            if res.is_ok() && !self.sync_interval.is_zero() {
+                unsynced_since.get_or_insert_with(Instant::now);
+            }
             st = self.state.lock();
             match res {
                 Ok(()) => {
@@ -498,7 +543,26 @@ impl Inner {
         }
     }
 
-    /// Appends `buf` to the active segment and fsyncs it; cuts a failed write off.
+    /// The periodic fdatasync of the sync-interval mode. A failure is counted and logged and
+    /// retried at the next interval: the records are in the page cache already, and the
+    /// process going on cannot make them safer than a later successful sync will.
+    fn background_sync(&self, unsynced_since: &mut Option<Instant>) {
+        let seg = self.segment.lock();
+        match seg.file.sync_data() {
+            Ok(()) => {
+                *unsynced_since = None;
+                metrics::counter!("strata_wal_syncs_total").increment(1);
+            }
+            Err(e) => {
+                *unsynced_since = Some(Instant::now());
+                metrics::counter!("strata_wal_write_errors_total").increment(1);
+                tracing::error!(dir = %self.dir.display(), error = %e, "cannot fsync the write-ahead log; retrying");
+            }
+        }
+    }
+
+    /// Appends `buf` to the active segment and fsyncs it (unless a sync interval is set); cuts
+    /// a failed write off.
     fn write(&self, buf: &[u8]) -> std::io::Result<()> {
         let mut seg = self.segment.lock();
         if seg.broken {
@@ -508,11 +572,16 @@ impl Inner {
             seg.len = 0;
             seg.broken = false;
         }
-        let res = (&seg.file).write_all(buf).and_then(|()| seg.file.sync_data());
+        let sync_now = self.sync_interval.is_zero();
+        let res = (&seg.file)
+            .write_all(buf)
+            .and_then(|()| if sync_now { seg.file.sync_data() } else { Ok(()) });
         match res {
             Ok(()) => {
                 seg.len += buf.len() as u64;
-                metrics::counter!("strata_wal_syncs_total").increment(1);
+                if sync_now {
+                    metrics::counter!("strata_wal_syncs_total").increment(1);
+                }
                 metrics::counter!("strata_wal_bytes_total").increment(buf.len() as u64);
                 Ok(())
             }
@@ -603,8 +672,19 @@ mod tests {
 
     #[test]
     fn group_commit_rotation_and_removal() {
+        group_commit_rotation_and_removal_with(Duration::ZERO);
+    }
+
+    /// The sync-interval mode gives the same answers: records are in the file when `sync_to`
+    /// returns (what survives the process being killed), and rotation closes a segment whole.
+    #[test]
+    fn group_commit_rotation_and_removal_with_a_sync_interval() {
+        group_commit_rotation_and_removal_with(Duration::from_millis(30));
+    }
+
+    fn group_commit_rotation_and_removal_with(sync: Duration) {
         let dir = tempfile::tempdir().unwrap();
-        let wal = std::sync::Arc::new(Wal::create(dir.path(), 1).unwrap());
+        let wal = std::sync::Arc::new(Wal::create_with_sync(dir.path(), 1, sync).unwrap());
         let threads: Vec<_> = (0..8)
             .map(|i| {
                 let wal = wal.clone();

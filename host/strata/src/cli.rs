@@ -75,9 +75,14 @@ pub struct Overrides {
     #[arg(long, global = true, value_name = "DURATION")]
     pub retention_period: Option<HumanDuration>,
 
-    /// storage.wal: fsync every sample to a write-ahead log before acknowledging the write.
+    /// storage.wal: write every sample to a write-ahead log before acknowledging the write.
     #[arg(long, global = true)]
     pub storage_wal: bool,
+
+    /// storage.wal_sync_interval: 0s fsyncs the WAL before every acknowledgement; longer
+    /// fsyncs in the background at most this much later (default 100ms).
+    #[arg(long, global = true)]
+    pub storage_wal_sync_interval: Option<HumanDuration>,
 
     /// log.level: error, warn, info, debug or trace.
     #[arg(long, global = true, value_name = "LEVEL")]
@@ -194,6 +199,9 @@ impl Overrides {
         }
         if self.storage_wal {
             config.storage.wal = true;
+        }
+        if let Some(interval) = self.storage_wal_sync_interval {
+            config.storage.wal_sync_interval = interval;
         }
         if let Some(level) = self.log_level {
             config.log.level = level;

@@ -73,6 +73,10 @@ pub struct TableOptions {
     /// Log every sample to `<data>/wal/` and acknowledge writes only once it is fsynced (read
     /// by `Storage::open`; the table itself ignores it). Default off.
     pub wal: bool,
+    /// With the WAL: zero fsyncs it before every acknowledgement (survives power loss); a
+    /// longer interval acknowledges once the records are written to the file (survives the
+    /// process being killed) and fsyncs at most this much later. Default 100 ms.
+    pub wal_sync_interval: Duration,
     /// Read-only switch: while it is on, merges wait; `ENOSPC` from a flush or merge turns it on.
     pub disk_guard: Option<Arc<DiskGuard>>,
     /// Runs before in-memory parts are written to disk; if it fails they stay in memory. The
@@ -101,6 +105,7 @@ impl Default for TableOptions {
             min_free_disk_bytes: 100_000_000,
             max_small_part_bytes: 256 << 20,
             wal: false,
+            wal_sync_interval: Duration::from_millis(100),
             disk_guard: None,
             before_disk_flush: None,
         }
