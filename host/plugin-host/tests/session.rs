@@ -85,15 +85,7 @@ fn a_trap_breaks_the_session_and_a_new_one_works() {
 async fn the_listing_shows_listeners_with_their_counters() {
     let host = Arc::new(host());
     let sink = Arc::new(MemorySink::new());
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let tcp_addr = tcp.local_addr().unwrap();
-    tokio::spawn(strata_plugin_host::lines::serve_tcp(
-        tcp,
-        Arc::clone(&host),
-        "influx".into(),
-        sink.clone(),
-        IngestLimits::default(),
-    ));
+    let tcp_addr = spawn_tcp(&host, &sink).await;
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let udp_addr = udp.local_addr().unwrap();
     tokio::spawn(strata_plugin_host::lines::serve_udp(
@@ -152,15 +144,7 @@ async fn the_listing_shows_listeners_with_their_counters() {
 async fn a_long_lived_connection_moves_to_the_reloaded_version() {
     let host = Arc::new(host());
     let sink = Arc::new(MemorySink::new());
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = tcp.local_addr().unwrap();
-    tokio::spawn(strata_plugin_host::lines::serve_tcp(
-        tcp,
-        Arc::clone(&host),
-        "influx".into(),
-        sink.clone(),
-        IngestLimits::default(),
-    ));
+    let addr = spawn_tcp(&host, &sink).await;
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     conn.write_all(b"r,n=1 v=1\n").await.unwrap();
     conn.flush().await.unwrap();
@@ -177,6 +161,20 @@ async fn a_long_lived_connection_moves_to_the_reloaded_version() {
     // The second chunk ran on the new version: its session was opened and pushed there.
     let calls = host.list().into_iter().find(|p| p.name == "influx").unwrap().calls;
     assert!(calls >= 2, "the new version saw {calls} calls");
+}
+
+/// Serves the influx plugin on a TCP port of its own; returns the address.
+async fn spawn_tcp(host: &Arc<PluginHost>, sink: &Arc<MemorySink>) -> std::net::SocketAddr {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    tokio::spawn(strata_plugin_host::lines::serve_tcp(
+        tcp,
+        Arc::clone(host),
+        "influx".into(),
+        sink.clone(),
+        IngestLimits::default(),
+    ));
+    addr
 }
 
 async fn wait_for(sink: &MemorySink, samples: usize) {
