@@ -195,5 +195,21 @@ tenant = "*"
         r.status == 422
     });
     assert_series_limit(&r, 2);
+    // Export follows the tenant's series limit too.
+    let export = format!("/prometheus/api/v1/export?{}", enc_param("match[]", "rate_metric"));
+    let r = select.get(&format!("/select/7{export}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body.lines().count(), 100, "{}", r.body);
+    let r = select.get(&format!("/select/42:1{export}"));
+    assert!(
+        r.status >= 400,
+        "tenant 42:1 exported past its series limit: {}",
+        r.status
+    );
+    assert!(r.body.contains("series"), "{}", r.body);
     assert_eq!(insert.get("/health").status, 200);
+}
+
+fn enc_param(name: &str, value: &str) -> String {
+    format!("{}={}", enc(name), enc(value))
 }

@@ -80,7 +80,13 @@ const EXPORT_CHUNK: usize = 64 * 1024;
 /// `/api/v1/export?match[]=...&start=...&end=...` for `tenant`: one JSON line per series,
 /// streamed while the nodes' search streams are merged. An error before the first chunk gets
 /// its status code; after it, the stream ends early (as single node and VictoriaMetrics do).
-pub async fn export(cluster: Arc<SelectCluster>, tenant: Tenant, p: Params) -> Result<Response, ApiError> {
+/// A selector matching more than `max_series` series (the tenant's limit) is refused.
+pub async fn export(
+    cluster: Arc<SelectCluster>,
+    tenant: Tenant,
+    max_series: usize,
+    p: Params,
+) -> Result<Response, ApiError> {
     let groups = selectors(&p)?;
     let end = time_param(&p, "end", now_ms())?;
     let start = time_param(&p, "start", 0)?;
@@ -89,7 +95,7 @@ pub async fn export(cluster: Arc<SelectCluster>, tenant: Tenant, p: Params) -> R
     }
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, SourceError>>(4);
     tokio::task::spawn_blocking(move || {
-        let source = cluster.source(tenant);
+        let source = cluster.source_with_max_series(tenant, max_series);
         let mut chunk = Vec::with_capacity(EXPORT_CHUNK);
         let mut seen: HashSet<strata_query::Labels> = HashSet::new();
         let multiple = groups.len() > 1;

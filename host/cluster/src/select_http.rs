@@ -76,11 +76,22 @@ async fn export(
     Path(tenant): Path<String>,
     Query(p): Query<Params>,
 ) -> Result<Response, ApiError> {
-    select_api::export(st.cluster, parse_tenant(&tenant)?, p).await
+    let tenant = parse_tenant(&tenant)?;
+    let max_series = engine_options(&st, tenant).max_series;
+    select_api::export(st.cluster, tenant, max_series, p).await
 }
 
 async fn root_export(State(st): State<SelectState>, Query(p): Query<Params>) -> Result<Response, ApiError> {
-    select_api::export(st.cluster, Tenant::default(), p).await
+    let max_series = engine_options(&st, Tenant::default()).max_series;
+    select_api::export(st.cluster, Tenant::default(), max_series, p).await
+}
+
+/// The query engine options for `tenant`: the role's, with its `[[limits.tenants]]` overrides.
+fn engine_options(st: &SelectState, tenant: Tenant) -> strata_query::QueryOptions {
+    match &st.options.tenant_limits {
+        Some(limits) => limits.query_options(&st.options.query.engine, tenant),
+        None => st.options.query.engine.clone(),
+    }
 }
 
 async fn tsdb_status(
@@ -142,11 +153,8 @@ async fn select(
 /// Runs the query API router for `tenant` on path `rest` and fixes up partial answers.
 async fn run_query_api(st: SelectState, tenant: Tenant, rest: String, req: Request) -> Result<Response, ApiError> {
     let deny = st.options.deny_partial_response || denies_partial(req.uri());
-    let options = match &st.options.tenant_limits {
-        Some(limits) => QueryApiOptions {
-            engine: limits.query_options(&st.options.query.engine, tenant),
-        },
-        None => st.options.query.clone(),
+    let options = QueryApiOptions {
+        engine: engine_options(&st, tenant),
     };
     let source = st.cluster.source_with_max_series(tenant, options.engine.max_series);
     let status = source.status();
