@@ -5,6 +5,10 @@
 //! The binary is `$STRATA_BIN` if set, else `target/<profile>/strata` beside the test
 //! executable. `scripts/test` builds it before running the tests.
 
+pub mod parts;
+
+pub use parts::check_parts;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

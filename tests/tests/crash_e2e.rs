@@ -8,7 +8,6 @@
 //!   and after a clean stop no part directory is left unlisted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -102,83 +101,6 @@ fn read_back(node: &Strata) -> BTreeMap<String, Vec<i64>> {
     out
 }
 
-/// Every part listed by a data partition's or an index table's parts.json is a complete
-/// directory (checked while the node is down). With `strict`, no unlisted directory remains.
-fn check_parts(data: &Path, strict: bool) {
-    let mut manifests = Vec::new();
-    find_manifests(data, &mut manifests);
-    assert!(!manifests.is_empty(), "no parts.json under {}", data.display());
-    for pj in manifests {
-        let dir = pj.parent().unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&pj).unwrap())
-            .unwrap_or_else(|e| panic!("{} does not parse: {e}", pj.display()));
-        let listed: Vec<(std::path::PathBuf, String)> = if let Some(arr) = json.as_array() {
-            // An index (mergeset) table: a list of part names in the same directory.
-            arr.iter()
-                .map(|n| (dir.to_path_buf(), n.as_str().unwrap().to_string()))
-                .collect()
-        } else {
-            // A data partition: small parts here, big parts under ../../big/<partition>.
-            let part = dir.file_name().unwrap();
-            let big = dir.parent().unwrap().parent().unwrap().join("big").join(part);
-            let mut v = Vec::new();
-            for n in json["Small"].as_array().into_iter().flatten() {
-                v.push((dir.to_path_buf(), n.as_str().unwrap().to_string()));
-            }
-            for n in json["Big"].as_array().into_iter().flatten() {
-                v.push((big.clone(), n.as_str().unwrap().to_string()));
-            }
-            v
-        };
-        for (base, name) in &listed {
-            let p = base.join(name);
-            assert!(p.is_dir(), "{} is listed in {} but missing", p.display(), pj.display());
-            assert!(
-                std::fs::read_dir(&p).unwrap().count() >= 2,
-                "{} is listed but (nearly) empty",
-                p.display()
-            );
-        }
-        if strict {
-            let names: BTreeSet<&str> = listed
-                .iter()
-                .filter(|(b, _)| b == dir)
-                .map(|(_, n)| n.as_str())
-                .collect();
-            for e in std::fs::read_dir(dir).unwrap().flatten() {
-                let n = e.file_name().to_string_lossy().into_owned();
-                // A mergeset table keeps its (empty) `tmp` work directory between merges; a
-                // part still inside it would be a half-written one.
-                if n == "tmp" && std::fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_none()) {
-                    continue;
-                }
-                if e.path().is_dir() && !names.contains(n.as_str()) {
-                    panic!(
-                        "{} is not listed in {}: an orphaned part",
-                        e.path().display(),
-                        pj.display()
-                    );
-                }
-            }
-        }
-    }
-    assert!(!data.join("quarantine").exists(), "a part was quarantined");
-}
-
-fn find_manifests(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            if p.file_name().is_some_and(|n| n == "snapshots") {
-                continue;
-            }
-            find_manifests(&p, out);
-        } else if p.file_name().is_some_and(|n| n == "parts.json") {
-            out.push(p);
-        }
-    }
-}
-
 /// `run_ms`: each round ingests for a random time in this range (ms) before the kill.
 fn crash_loop(wal: bool, seed: u64, run_ms: (u64, u64)) {
     let keep = tempfile::tempdir().unwrap();
@@ -265,7 +187,7 @@ fn crash_loop(wal: bool, seed: u64, run_ms: (u64, u64)) {
             }
         }
         // Parts listed while the node is down must all be complete.
-        check_parts(&data, false);
+        strata_e2e::check_parts(&data, false);
         drop(node);
     }
     assert!(required.len() > 100, "too few acknowledged writes: {}", required.len());
@@ -286,7 +208,7 @@ fn crash_loop(wal: bool, seed: u64, run_ms: (u64, u64)) {
     }
     let status = node.stop();
     assert!(status.success(), "{status:?}");
-    check_parts(&data, true);
+    strata_e2e::check_parts(&data, true);
     eprintln!(
         "crash loop wal={wal}: {ROUNDS} rounds, {} writes acknowledged, {} required after their crash",
         every_acked.len(),

@@ -251,93 +251,6 @@ fn fill_to_the_last_byte(dir: &Path) -> PathBuf {
     path
 }
 
-/// Every part a `parts.json` lists exists and is not empty; with `strict`, every directory
-/// beside the listed parts is listed too (an unlisted one is a half-written or orphaned part).
-/// A mergeset table's `tmp` work directory may exist, but only empty.
-fn check_parts(data: &Path, strict: bool) {
-    let mut manifests = Vec::new();
-    find_manifests(data, &mut manifests);
-    assert!(!manifests.is_empty(), "no parts.json under {}", data.display());
-    for pj in manifests {
-        let dir = pj.parent().unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&pj).unwrap())
-            .unwrap_or_else(|e| panic!("{} does not parse: {e}", pj.display()));
-        let mut listed: Vec<(PathBuf, String)> = Vec::new();
-        if let Some(names) = json.as_array() {
-            for n in names {
-                listed.push((dir.to_path_buf(), n.as_str().unwrap().to_string()));
-            }
-        } else {
-            let big = dir
-                .parent()
-                .unwrap()
-                .parent()
-                .unwrap()
-                .join("big")
-                .join(dir.file_name().unwrap());
-            for n in json["Small"].as_array().into_iter().flatten() {
-                listed.push((dir.to_path_buf(), n.as_str().unwrap().to_string()));
-            }
-            for n in json["Big"].as_array().into_iter().flatten() {
-                listed.push((big.clone(), n.as_str().unwrap().to_string()));
-            }
-        }
-        for (base, name) in &listed {
-            let p = base.join(name);
-            assert!(p.is_dir(), "{} is listed in {} but missing", p.display(), pj.display());
-            assert!(
-                std::fs::read_dir(&p).unwrap().count() >= 2,
-                "{} is listed but (nearly) empty",
-                p.display()
-            );
-        }
-        if !strict {
-            continue;
-        }
-        let names: BTreeSet<&str> = listed
-            .iter()
-            .filter(|(b, _)| b == dir)
-            .map(|(_, n)| n.as_str())
-            .collect();
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n == "tmp" {
-                let left: Vec<_> = std::fs::read_dir(e.path())
-                    .unwrap()
-                    .flatten()
-                    .map(|e| e.file_name())
-                    .collect();
-                assert!(
-                    left.is_empty(),
-                    "half-written parts left in {}: {left:?}",
-                    e.path().display()
-                );
-                continue;
-            }
-            assert!(
-                !e.path().is_dir() || names.contains(n.as_str()),
-                "{} is not listed in {}: a half-written or orphaned part",
-                e.path().display(),
-                pj.display()
-            );
-        }
-    }
-}
-
-fn find_manifests(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            if p.file_name().is_some_and(|n| n == "snapshots") {
-                continue;
-            }
-            find_manifests(&p, out);
-        } else if p.file_name().is_some_and(|n| n == "parts.json") {
-            out.push(p);
-        }
-    }
-}
-
 #[test]
 fn real_enospc_answers_503_keeps_acknowledged_samples_and_recovers() {
     let cfg_dir = tempfile::tempdir().unwrap();
@@ -414,7 +327,7 @@ fn real_enospc_answers_503_keeps_acknowledged_samples_and_recovers() {
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(write_enospc(&node, ts()).status, 503);
     assert_acked_present(&node, &acked, "while read-only");
-    check_parts(&data, false);
+    strata_e2e::check_parts(&data, false);
     assert!(node.get("/health").status == 200);
 
     // Space comes back: writes resume by themselves, then flush.
@@ -450,7 +363,7 @@ fn real_enospc_answers_503_keeps_acknowledged_samples_and_recovers() {
     let status = node.stop();
     assert!(status.success(), "{status:?}\n{}", node.logs());
     drop(node);
-    check_parts(&data, true);
+    strata_e2e::check_parts(&data, true);
     let node = start();
     assert_acked_present(&node, &acked, "after a restart");
     let t = ts();
