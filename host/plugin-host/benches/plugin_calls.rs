@@ -4,37 +4,12 @@
 //! `STRATA_PLUGIN_DIST=<dir>` loads the components from another directory than plugins/dist
 //! (to compare builds of the guests with one host binary).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
+mod common;
 
+use common::spec;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use strata_ingest::MetricBatch;
-use strata_plugin_host::{CallLimits, HostOptions, PluginHost, PluginKind, PluginSpec};
-
-fn spec(name: &str, file: &str) -> PluginSpec {
-    let dist = std::env::var_os("STRATA_PLUGIN_DIST").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist"),
-        PathBuf::from,
-    );
-    let path = dist.join(format!("{file}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/build-plugins",
-        path.display()
-    );
-    PluginSpec {
-        name: name.into(),
-        path,
-        kind: PluginKind::Ingest,
-        config: BTreeMap::new(),
-        http_paths: None,
-        limits: CallLimits {
-            max_memory_bytes: 512 << 20,
-            timeout: Duration::from_secs(10),
-        },
-    }
-}
+use strata_plugin_host::{HostOptions, PluginHost};
 
 fn bench(c: &mut Criterion) {
     let host = PluginHost::load(

@@ -8,36 +8,13 @@
 // Printing the figures is what this benchmark is for.
 #![allow(clippy::print_stdout)]
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::spec;
 use strata_ingest::MetricBatch;
-use strata_plugin_host::{CallLimits, HostOptions, PluginHost, PluginKind, PluginSpec};
-
-fn spec(name: &str, file: &str) -> PluginSpec {
-    let dist = std::env::var_os("STRATA_PLUGIN_DIST").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist"),
-        PathBuf::from,
-    );
-    let path = dist.join(format!("{file}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/build-plugins",
-        path.display()
-    );
-    PluginSpec {
-        name: name.into(),
-        path,
-        kind: PluginKind::Ingest,
-        config: BTreeMap::new(),
-        http_paths: None,
-        limits: CallLimits {
-            max_memory_bytes: 512 << 20,
-            timeout: Duration::from_secs(10),
-        },
-    }
-}
+use strata_plugin_host::{HostOptions, PluginHost};
 
 /// Nanoseconds this thread has run on a CPU.
 fn thread_cpu_ns() -> u64 {
