@@ -55,21 +55,50 @@ impl Durability {
         wal.wait(pos).map_err(|e| self.wal_error(e))
     }
 
-    /// Encodes every series of one request into one buffer (outside the log's lock) and starts
-    /// writing it; returns the position to wait for, or `None` without a WAL. Call with the
-    /// gate held shared, before the samples go into the table. A series whose timestamps and
-    /// values differ in length fails the whole request before anything is logged.
-    pub(crate) fn log_batch(&self, tenant: crate::Tenant, series: &BatchSeries<'_>) -> Result<Option<u64>> {
+    /// Logs one request as one WAL record and starts writing it; returns the position to wait
+    /// for, or `None` without a WAL. `batch` holds the request's samples keyed by each series'
+    /// metric id (resolved by the index already); `series` is the request itself, visited a
+    /// second time only when the active segment has not defined some of its series yet, to
+    /// take the labels of just those. Call with the gate held shared, before the samples go
+    /// into the table.
+    pub(crate) fn log_batch(
+        &self,
+        tenant: crate::Tenant,
+        batch: &wal::Batch,
+        series: &BatchSeries<'_>,
+    ) -> Result<Option<u64>> {
         let Some(wal) = &self.wal else {
             return Ok(None);
         };
-        let mut buf = wal.buffer();
-        series(&mut |labels, timestamps, values| {
-            check_lengths(timestamps, values)?;
-            wal::encode_record(&mut buf, tenant, labels, timestamps, values);
-            Ok(())
-        })?;
-        Ok(Some(wal.submit(buf)))
+        let mut defs = wal::Definitions::default();
+        loop {
+            let missing = match wal.append_batch(tenant, batch, &defs) {
+                wal::Append::Logged(pos) => return Ok(Some(pos)),
+                wal::Append::Undefined(missing) => missing,
+            };
+            // `missing` is ascending; the visitor yields the series in the same order as for
+            // `batch` (the `BatchSeries` contract).
+            let mut next = missing.iter().copied().peekable();
+            let mut i = 0usize;
+            series(&mut |labels, timestamps, _| {
+                // Series without samples are not in the batch.
+                if timestamps.is_empty() {
+                    return Ok(());
+                }
+                if next.peek() == Some(&i) {
+                    defs.add(batch.key(i), labels);
+                    next.next();
+                }
+                i += 1;
+                Ok(())
+            })?;
+            if next.peek().is_some() || i != batch.len() {
+                // Without this a visitor that changed between passes would loop forever.
+                return Err(StorageError::InvalidInput(
+                    "the request yielded different series on its second pass".into(),
+                ));
+            }
+        }
     }
 
     fn wal_error(&self, e: StorageError) -> StorageError {
@@ -129,29 +158,40 @@ pub(crate) fn replay(dir: &Path, index: &IndexDb, table: &Table, add: &mut Repla
     };
     let started = Instant::now();
     let (mut samples, mut records, mut failed) = (0u64, 0u64, 0u64);
+    // Definitions carry from one segment to the next (see wal::format).
+    let mut state = wal::ReplayState::default();
     for &seq in &segments {
         let path = wal::segment_path(dir, seq);
         let bytes = std::fs::read(&path).map_err(|e| StorageError::io("cannot read", &path, e))?;
-        let (recs, torn) = wal::read_segment(&bytes);
-        if torn {
-            // The tail a crash interrupted: those writes were never acknowledged.
-            tracing::warn!(path = %path.display(), records = recs.len(), "WAL segment ends in a torn or corrupt record; replaying what precedes it");
-            metrics::counter!("strata_wal_torn_segments_total").increment(1);
-        }
-        for r in recs {
-            let labels: Vec<Label<'_>> = r.labels.iter().map(|(n, v)| Label { name: n, value: v }).collect();
-            match add(r.tenant, &labels, &r.timestamps, &r.values) {
+        let torn = wal::visit_segment(
+            &path,
+            &bytes,
+            &mut state,
+            &mut |tenant, labels, timestamps, values| match add(tenant, labels, timestamps, values) {
                 Ok(()) => {
                     records += 1;
-                    samples += r.timestamps.len() as u64;
+                    samples += timestamps.len() as u64;
+                    Ok(())
                 }
-                Err(e @ (StorageError::Io { .. } | StorageError::Unavailable(_))) => return Err(e),
+                Err(e @ (StorageError::Io { .. } | StorageError::Unavailable(_))) => Err(e),
                 Err(e) => {
                     failed += 1;
                     tracing::warn!(error = %e, "skipping a WAL record the storage refuses");
+                    Ok(())
                 }
-            }
+            },
+        )?;
+        if torn {
+            // The tail a crash interrupted: those writes were never acknowledged.
+            tracing::warn!(path = %path.display(), "WAL segment ends in a torn or corrupt record; replayed what precedes it");
+            metrics::counter!("strata_wal_torn_segments_total").increment(1);
         }
+    }
+    if state.undefined_samples > 0 {
+        tracing::warn!(
+            samples = state.undefined_samples,
+            "WAL samples of series without a definition were skipped (a damaged log)"
+        );
     }
     index.flush()?;
     table.flush()?;
@@ -325,5 +365,67 @@ mod tests {
         let s = open(&crashed, true);
         // Every acknowledged sample, once; nothing of the refused batch.
         assert_eq!(count(&s), 300);
+    }
+
+    /// An upgrade with a non-empty WAL: segments the v1 encoder wrote are replayed by this
+    /// build (then the log goes on in the v2 format, which replays too).
+    #[test]
+    fn version_1_segments_left_by_an_older_build_are_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let wal_dir = data.join("wal");
+        std::fs::create_dir_all(&wal_dir).unwrap();
+        let base = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            - 60_000;
+        let mut old = Vec::new();
+        for i in 0..20 {
+            let v = format!("s{i}");
+            let labels = [
+                Label {
+                    name: "__name__",
+                    value: "m",
+                },
+                Label {
+                    name: "series",
+                    value: &v,
+                },
+            ];
+            crate::wal::v1::encode(
+                &mut old,
+                Tenant::default(),
+                &labels,
+                &[base, base + 1, base + 2],
+                &[1.0, 2.0, 3.0],
+            );
+        }
+        std::fs::write(crate::wal::segment_path(&wal_dir, 1), &old).unwrap();
+        let s = open(&data, true);
+        assert_eq!(count(&s), 60);
+        // New writes, per series and batched, in the new format; replayed after a crash.
+        for i in 0..5 {
+            let v = format!("s{i}");
+            let labels = [
+                Label {
+                    name: "__name__",
+                    value: "m",
+                },
+                Label {
+                    name: "series",
+                    value: &v,
+                },
+            ];
+            s.add_series(Tenant::default(), &labels, &[base + 10], &[4.0]).unwrap();
+        }
+        s.sync_wal().unwrap();
+        let crashed = dir.path().join("crashed");
+        copy_dir(&data, &crashed);
+        drop(s);
+        let segments = crate::wal::list_segments(&crashed.join("wal")).unwrap();
+        assert_eq!(segments, vec![2], "the v1 segment is gone after its replay");
+        let s = open(&crashed, true);
+        assert_eq!(count(&s), 65);
     }
 }

@@ -153,8 +153,10 @@ impl Storage {
         }
         self.durability.guard.admit()?;
         let _shared = self.durability.gate.read();
-        if let Some(wal) = &self.durability.wal {
-            wal.append(tenant, labels, timestamps, values);
+        if self.durability.wal.is_some() {
+            return self
+                .log_and_add(tenant, &|visit| visit(labels, timestamps, values))
+                .map(drop);
         }
         add_series_to(&self.index, &self.table, tenant, labels, timestamps, values)
     }
@@ -167,20 +169,52 @@ impl Storage {
     pub fn add_batch(&self, tenant: Tenant, series: &BatchSeries<'_>) -> Result<u64> {
         self.durability.guard.admit()?;
         let shared = self.durability.gate.read();
-        let logged = self.durability.log_batch(tenant, series)?;
-        let mut samples = 0u64;
-        series(&mut |labels, timestamps, values| {
-            durability::check_lengths(timestamps, values)?;
-            add_series_to(&self.index, &self.table, tenant, labels, timestamps, values)?;
-            samples += timestamps.len() as u64;
-            Ok(())
-        })?;
+        if self.durability.wal.is_none() {
+            let mut samples = 0u64;
+            series(&mut |labels, timestamps, values| {
+                durability::check_lengths(timestamps, values)?;
+                add_series_to(&self.index, &self.table, tenant, labels, timestamps, values)?;
+                samples += timestamps.len() as u64;
+                Ok(())
+            })?;
+            return Ok(samples);
+        }
+        let (samples, logged) = self.log_and_add(tenant, series)?;
         // Waiting does not need the gate: a checkpoint may rotate meanwhile.
         drop(shared);
         if let Some(pos) = logged {
             self.durability.wait_wal(pos)?;
         }
         Ok(samples)
+    }
+
+    /// The write path with the WAL (gate held shared by the caller): resolves every series of
+    /// the request in the index first (one pass over the labels), logs the request keyed by the
+    /// series' metric ids (labels only for series new to the WAL segment), then adds the rows
+    /// to the table while the log writer writes. A series the index refuses fails the request
+    /// before anything is logged or stored. Returns the samples and the log position to wait
+    /// for.
+    fn log_and_add(&self, tenant: Tenant, series: &BatchSeries<'_>) -> Result<(u64, Option<u64>)> {
+        let mut rows = Vec::new();
+        let mut batch = crate::wal::Batch::default();
+        series(&mut |labels, timestamps, values| {
+            durability::check_lengths(timestamps, values)?;
+            let start = rows.len();
+            resolve_rows(&self.index, tenant, labels, timestamps, values, &mut rows)?;
+            if let Some(first) = rows.get(start) {
+                batch.push(first.tsid.metric_id, timestamps, values);
+            }
+            Ok(())
+        })?;
+        let logged = if batch.is_empty() {
+            None
+        } else {
+            self.durability.log_batch(tenant, &batch, series)?
+        };
+        for chunk in rows.chunks(ROWS_PER_CHUNK) {
+            self.table.add_rows(chunk)?;
+        }
+        Ok((batch.samples() as u64, logged))
     }
 
     /// Visits every series matching `filters` that has samples in `tr`, with its name and
@@ -429,6 +463,24 @@ fn add_series_to(
     values: &[f64],
 ) -> Result<()> {
     let mut rows = Vec::with_capacity(timestamps.len().min(ROWS_PER_CHUNK));
+    for (ts, vals) in timestamps.chunks(ROWS_PER_CHUNK).zip(values.chunks(ROWS_PER_CHUNK)) {
+        resolve_rows(index, tenant, labels, ts, vals, &mut rows)?;
+        table.add_rows(&rows)?;
+        rows.clear();
+    }
+    Ok(())
+}
+
+/// Appends one series' samples to `rows` with their TSIDs, resolved once per day the samples
+/// touch (so per-day index entries exist for every day with data).
+fn resolve_rows(
+    index: &IndexDb,
+    tenant: Tenant,
+    labels: &[Label<'_>],
+    timestamps: &[i64],
+    values: &[f64],
+    rows: &mut Vec<RawRow>,
+) -> Result<()> {
     let mut current: Option<(i64, crate::Tsid)> = None;
     for (&timestamp, &value) in timestamps.iter().zip(values) {
         let day = timestamp.div_euclid(MS_PER_DAY);
@@ -441,13 +493,6 @@ fn add_series_to(
             }
         };
         rows.push(RawRow { tsid, timestamp, value });
-        if rows.len() == ROWS_PER_CHUNK {
-            table.add_rows(&rows)?;
-            rows.clear();
-        }
-    }
-    if !rows.is_empty() {
-        table.add_rows(&rows)?;
     }
     Ok(())
 }

@@ -5,30 +5,37 @@
 //! ([`Wal::create_with_sync`], the storage's default of 100 ms) the fsync follows in the
 //! background within that interval.
 //!
-//! Layout: `<data>/wal/<16 hex digits>.wal`, segments numbered in write order. A record is
-//! `u32 LE payload length | u64 LE xxh64(payload) | payload`, the payload being one series of
-//! one write: `u32 account | u32 project | varint label count | {varint len, name, varint len,
-//! value}* | varint n | n × i64 LE timestamps | n × f64 LE values`.
+//! Layout: `<data>/wal/<16 hex digits>.wal`, segments numbered in write order. The record
+//! format (version 2: a segment header, one record per write, each series' labels written
+//! once per segment and referred to by a small number afterwards) is described in
+//! [`format`]; segments of version 1 (one record per series with its full labels, see
+//! [`v1`]) are still read at replay, so an upgrade with a non-empty log loses nothing.
 //!
-//! **Group commit.** Appending only copies into a memory buffer. One thread (`strata-wal`)
-//! writes: whenever a position is requested ([`Wal::submit`], [`Wal::sync_to`]) it takes the
-//! whole buffer (everyone's records), writes it with one `write` (and one `fdatasync` when
-//! syncing each write), and wakes the waiters. Records appended while a sync runs go out together with the next one, so
-//! concurrent writers share fsyncs. [`Wal::submit`] starts the write of a whole request before
-//! the request's samples go into the table, so the fsync runs while the writer works and
-//! [`Wal::wait`] (the acknowledgement point) mostly finds it done.
+//! **Group commit.** [`Wal::append_batch`] encodes a whole write into the shared buffer under
+//! the log's lock (encoding and assigning series refs in log order is what keeps every record
+//! after the definitions it uses) and wakes the log writer. One thread (`strata-wal`) writes:
+//! it takes the whole buffer (everyone's records), writes it with one `write` (and one
+//! `fdatasync` when syncing each write), and wakes the waiters ([`Wal::wait`]). Records
+//! appended while a write runs go out together with the next one.
 //!
 //! A failed write is cut off the segment and its records go back in front of the buffer: its
 //! waiters get the error, and the records are written again with the next request, so
-//! positions never have holes (`durable >= pos` means everything up to `pos` is on disk).
+//! positions never have holes (`durable >= pos` means everything up to `pos` is on disk), and
+//! a definition cut off with a failed write is written again before any record that uses it.
+//! If the cut itself fails, the next write starts a new segment that goes on with the same
+//! refs; the reader carries definitions across segments for that case.
 //!
-//! **Checkpoints.** [`Wal::rotate`] closes the active segment (durable) and starts a new one.
-//! Once the storage has flushed the index and the table, segments older than the active one
-//! hold nothing the parts lack and are deleted ([`Wal::remove_before`]).
+//! **Checkpoints.** [`Wal::rotate`] closes the active segment (durable) and starts a new one
+//! with no series defined. Once the storage has flushed the index and the table, segments
+//! older than the active one hold nothing the parts lack and are deleted
+//! ([`Wal::remove_before`]).
 //!
-//! **Replay.** At start-up [`read_segment`] yields the records of each segment in order; a torn
-//! or corrupt tail (a crash mid-write) ends that segment. Replaying a record twice is harmless:
-//! exact duplicate samples are removed by searches and merges.
+//! **Replay.** At start-up [`visit_segment`] reads each segment in order; a torn or corrupt
+//! tail (a crash mid-write) ends that segment. Replaying a record twice is harmless: exact
+//! duplicate samples are removed by searches and merges.
+
+pub mod format;
+pub mod v1;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -39,18 +46,15 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+pub use self::format::{Batch, Definitions, ReplayState, SegmentVisitor, visit_segment};
+use self::format::{SeriesRefs, encode_write, segment_header};
 use crate::error::{Result, StorageError};
-use crate::index::Label;
 use crate::tsid::Tenant;
 
 /// Segment file suffix.
 const SUFFIX: &str = ".wal";
-/// Record header: length and checksum.
-const HEADER: usize = 12;
-/// Largest payload accepted when reading (a write of one series is far smaller).
-const MAX_RECORD: usize = 256 << 20;
 
-/// One decoded WAL record: one series' samples of one write.
+/// One decoded series of one write (what [`read_segment`] returns).
 #[derive(Clone, Debug, PartialEq)]
 pub struct WalRecord {
     /// The tenant.
@@ -63,11 +67,22 @@ pub struct WalRecord {
     pub values: Vec<f64>,
 }
 
+/// What [`Wal::append_batch`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Append {
+    /// Logged; wait for this position with [`Wal::wait`] before acknowledging.
+    Logged(u64),
+    /// Nothing was logged: the series at these indexes of the batch are not defined in the
+    /// active segment and were not in the definitions. Add them and call again.
+    Undefined(Vec<usize>),
+}
+
 /// The active segment file.
 struct Segment {
     seq: u64,
     file: File,
-    /// Bytes in the file that hold whole records (what a failed write is cut back to).
+    /// Bytes in the file that hold the header and whole records (what a failed write is cut
+    /// back to).
     len: u64,
     /// A failed write could not be cut off: the next write starts a new segment, so that the
     /// garbage ends this one instead of hiding the records after it from replay.
@@ -78,17 +93,17 @@ struct Segment {
 struct State {
     /// Records appended and not yet taken by the log writer.
     buf: Vec<u8>,
-    /// Cleared buffers for encoding outside the lock ([`Wal::buffer`]).
-    spare: Vec<Vec<u8>>,
+    /// Series defined in the active segment (including records still in `buf`).
+    refs: SeriesRefs,
     /// End of everything appended.
     appended: u64,
     /// The highest position a writer asked to be durable.
     requested: u64,
     /// End of what the log writer took from `buf` (written or being written).
     taken: u64,
-    /// Everything below is fsynced. Records are never dropped (a failed write puts them back),
-    /// so there are no holes: `durable >= pos` means every record ending at or before `pos` is
-    /// on disk.
+    /// Everything below is written (and fsynced without a sync interval). Records are never
+    /// dropped (a failed write puts them back), so there are no holes: `durable >= pos` means
+    /// every record ending at or before `pos` is in the file.
     durable: u64,
     /// Failed writes so far; a waiter that sees it change gets `last_error`.
     failures: u64,
@@ -110,6 +125,9 @@ struct Inner {
     progress: Condvar,
     /// Held by the log writer while it writes and syncs, and by rotation.
     segment: Mutex<Segment>,
+    /// Tests: how the next writes fail.
+    #[cfg(test)]
+    faults: Mutex<tests::Faults>,
 }
 
 /// The log of one data directory. `Send + Sync`. A thread (`strata-wal`) writes and fsyncs
@@ -127,9 +145,8 @@ impl std::fmt::Debug for Wal {
     }
 }
 
-/// Spare buffers kept for reuse, and the largest one kept (a huge request's buffer is freed).
-const SPARE_BUFFERS: usize = 16;
-const SPARE_MAX_BYTES: usize = 4 << 20;
+/// The largest write buffer kept for reuse (a huge request's buffer is freed).
+const KEEP_BUFFER_BYTES: usize = 4 << 20;
 
 /// Sequence numbers of the segments in `dir`, ascending (a missing directory has none).
 pub fn list_segments(dir: &Path) -> Result<Vec<u64>> {
@@ -155,148 +172,44 @@ pub fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:016X}{SUFFIX}"))
 }
 
-/// Decodes the records of one segment's bytes, in order. Stops at the first torn or corrupt
-/// record; the second value says whether that happened (bytes were left over).
+/// Decodes one segment's bytes (any version, on its own: no definitions carried in) into
+/// records, in order. Stops at the first torn or corrupt record; the second value says whether
+/// that happened. For tools and tests; replay uses [`visit_segment`].
 pub fn read_segment(bytes: &[u8]) -> (Vec<WalRecord>, bool) {
     let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        match next_record(rest) {
-            Some((rec, tail)) => {
-                out.push(rec);
-                rest = tail;
-            }
-            None => return (out, true),
-        }
-    }
-    (out, false)
-}
-
-fn next_record(src: &[u8]) -> Option<(WalRecord, &[u8])> {
-    if src.len() < HEADER {
-        return None;
-    }
-    let len = u32::from_le_bytes(src[..4].try_into().ok()?) as usize;
-    let sum = u64::from_le_bytes(src[4..12].try_into().ok()?);
-    if len > MAX_RECORD || src.len() - HEADER < len {
-        return None;
-    }
-    let payload = &src[HEADER..HEADER + len];
-    if xxhash_rust::xxh64::xxh64(payload, 0) != sum {
-        return None;
-    }
-    Some((decode_payload(payload)?, &src[HEADER + len..]))
-}
-
-/// Decodes one record payload; `None` if it is malformed.
-pub fn decode_payload(p: &[u8]) -> Option<WalRecord> {
-    let mut r = Reader(p);
-    let tenant = Tenant {
-        account_id: u32::from_le_bytes(r.take(4)?.try_into().ok()?),
-        project_id: u32::from_le_bytes(r.take(4)?.try_into().ok()?),
-    };
-    let nl = r.varint()?;
-    let mut labels = Vec::with_capacity(nl.min(256) as usize);
-    for _ in 0..nl {
-        let n = r.string()?;
-        let v = r.string()?;
-        labels.push((n, v));
-    }
-    let n = r.varint()? as usize;
-    if n.checked_mul(16)? != r.0.len() {
-        return None;
-    }
-    let ts_bytes = r.take(n * 8)?;
-    let timestamps = ts_bytes
-        .chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-        .collect();
-    let values =
-        r.0.chunks_exact(8)
-            .map(|c| f64::from_bits(u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))))
-            .collect();
-    Some(WalRecord {
-        tenant,
-        labels,
-        timestamps,
-        values,
+    let mut state = ReplayState::default();
+    let torn = visit_segment(Path::new(""), bytes, &mut state, &mut |tenant, labels, ts, vals| {
+        out.push(WalRecord {
+            tenant,
+            labels: labels
+                .iter()
+                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .collect(),
+            timestamps: ts.to_vec(),
+            values: vals.to_vec(),
+        });
+        Ok(())
     })
+    .unwrap_or(true);
+    (out, torn)
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-
-    fn varint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self.take(1)?.first()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
-
-    fn string(&mut self) -> Option<String> {
-        let n = usize::try_from(self.varint()?).ok()?;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
-    }
-}
-
-fn put_varint(dst: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        dst.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    dst.push(v as u8);
-}
-
-/// Appends one framed record to `dst`.
-pub fn encode_record(dst: &mut Vec<u8>, tenant: Tenant, labels: &[Label<'_>], timestamps: &[i64], values: &[f64]) {
-    let start = dst.len();
-    dst.extend_from_slice(&[0; HEADER]);
-    dst.extend_from_slice(&tenant.account_id.to_le_bytes());
-    dst.extend_from_slice(&tenant.project_id.to_le_bytes());
-    put_varint(dst, labels.len() as u64);
-    for l in labels {
-        put_varint(dst, l.name.len() as u64);
-        dst.extend_from_slice(l.name.as_bytes());
-        put_varint(dst, l.value.len() as u64);
-        dst.extend_from_slice(l.value.as_bytes());
-    }
-    let n = timestamps.len().min(values.len());
-    put_varint(dst, n as u64);
-    for t in &timestamps[..n] {
-        dst.extend_from_slice(&t.to_le_bytes());
-    }
-    for v in &values[..n] {
-        dst.extend_from_slice(&v.to_bits().to_le_bytes());
-    }
-    let payload_len = dst.len() - start - HEADER;
-    let sum = xxhash_rust::xxh64::xxh64(&dst[start + HEADER..], 0);
-    dst[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
-    dst[start + 4..start + HEADER].copy_from_slice(&sum.to_le_bytes());
-}
-
-fn create_segment(dir: &Path, seq: u64) -> Result<File> {
+/// Creates segment `seq` with its header; returns the file and its length. The header is
+/// synced with the first records (a segment cut short before that reads as empty).
+fn create_segment(dir: &Path, seq: u64) -> Result<(File, u64)> {
     let path = segment_path(dir, seq);
-    let f = OpenOptions::new()
+    // Appending: a write always lands at the end, also after a failed write was cut off.
+    let mut f = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
         .map_err(|e| StorageError::io("cannot create", &path, e))?;
+    let header = segment_header();
+    f.set_len(0)
+        .and_then(|()| f.write_all(&header))
+        .map_err(|e| StorageError::io("cannot write", &path, e))?;
     strata_fsutil::fsync_dir(dir).map_err(|e| StorageError::io("cannot fsync", dir, e))?;
-    Ok(f)
+    Ok((f, header.len() as u64))
 }
 
 impl Wal {
@@ -311,14 +224,13 @@ impl Wal {
     /// most `sync_interval` later (see `Inner::sync_interval`).
     pub fn create_with_sync(dir: &Path, seq: u64, sync_interval: Duration) -> Result<Wal> {
         strata_fsutil::create_dir_all_durable(dir).map_err(|e| StorageError::io("cannot create", dir, e))?;
-        let file = create_segment(dir, seq)?;
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let (file, len) = create_segment(dir, seq)?;
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             sync_interval,
             state: Mutex::new(State {
                 buf: Vec::with_capacity(1 << 20),
-                spare: Vec::new(),
+                refs: SeriesRefs::default(),
                 appended: 0,
                 requested: 0,
                 taken: 0,
@@ -335,6 +247,8 @@ impl Wal {
                 len,
                 broken: false,
             }),
+            #[cfg(test)]
+            faults: Mutex::new(tests::Faults::default()),
         });
         let for_thread = inner.clone();
         let thread = std::thread::Builder::new()
@@ -352,42 +266,28 @@ impl Wal {
         &self.inner.dir
     }
 
-    /// Buffers one record (no I/O); returns the position [`Wal::sync_to`] must reach for it.
-    pub fn append(&self, tenant: Tenant, labels: &[Label<'_>], timestamps: &[i64], values: &[f64]) -> u64 {
+    /// Encodes one write (all of `batch`, for `tenant`) into the log's buffer and starts
+    /// writing it, so the write runs while the caller does other work. Series that the active
+    /// segment has not defined yet must be in `defs` (their labels); if some are not, nothing
+    /// is logged and their indexes come back ([`Append::Undefined`]). Each call is one
+    /// checksummed record: replay sees all of it or none.
+    pub fn append_batch(&self, tenant: Tenant, batch: &Batch, defs: &Definitions) -> Append {
         let mut st = self.inner.state.lock();
+        let st = &mut *st;
         let before = st.buf.len();
-        encode_record(&mut st.buf, tenant, labels, timestamps, values);
+        if let Err(missing) = encode_write(&mut st.buf, &mut st.refs, tenant, batch, defs) {
+            return Append::Undefined(missing);
+        }
         st.appended += (st.buf.len() - before) as u64;
-        st.appended
-    }
-
-    /// An empty buffer to encode a request's records into with [`encode_record`], outside any
-    /// lock; hand it to [`Wal::submit`].
-    pub fn buffer(&self) -> Vec<u8> {
-        self.inner.state.lock().spare.pop().unwrap_or_default()
-    }
-
-    /// Appends `records` (whole framed records, see [`encode_record`]) and starts writing them
-    /// at once, so the fsync runs while the caller does other work. Returns the position to
-    /// pass to [`Wal::wait`] before acknowledging them.
-    pub fn submit(&self, mut records: Vec<u8>) -> u64 {
-        let mut st = self.inner.state.lock();
-        st.appended += records.len() as u64;
-        if st.buf.is_empty() {
-            // Nobody else is waiting to be written: take the caller's buffer as it is.
-            std::mem::swap(&mut st.buf, &mut records);
-        } else {
-            st.buf.extend_from_slice(&records);
-        }
-        records.clear();
-        if st.spare.len() < SPARE_BUFFERS && records.capacity() <= SPARE_MAX_BYTES && records.capacity() > 0 {
-            st.spare.push(records);
-        }
         let pos = st.appended;
         st.requested = st.requested.max(pos);
-        drop(st);
         self.inner.work.notify_one();
-        pos
+        Append::Logged(pos)
+    }
+
+    /// Series defined in the active segment so far.
+    pub fn defined_series(&self) -> usize {
+        self.inner.state.lock().refs.len()
     }
 
     /// Everything appended so far.
@@ -434,13 +334,23 @@ impl Wal {
         }
     }
 
-    /// Makes everything appended durable, then starts segment `active + 1`. Returns the new
-    /// segment's number: every older segment is complete. Call it while nothing is appended
-    /// (the storage holds its gate exclusively).
+    /// Makes everything appended durable, then starts segment `active + 1` with no series
+    /// defined. Returns the new segment's number: every older segment is complete. Call it
+    /// while nothing is appended (the storage holds its gate exclusively); records appended
+    /// meanwhile anyway are written out before the switch.
     pub fn rotate(&self) -> Result<u64> {
-        let pos = self.appended();
-        self.sync_to(pos)?;
-        let mut seg = self.inner.segment.lock();
+        let mut seg = loop {
+            let pos = self.appended();
+            self.sync_to(pos)?;
+            let seg = self.inner.segment.lock();
+            let mut st = self.inner.state.lock();
+            if st.appended == st.durable {
+                // Nothing buffered refers to this segment's refs: the next record defines
+                // whatever it uses in the new one.
+                st.refs.reset();
+                break seg;
+            }
+        };
         if !self.inner.sync_interval.is_zero() {
             // The closing segment's records must be on disk before a checkpoint may rely on it.
             seg.file
@@ -448,8 +358,7 @@ impl Wal {
                 .map_err(|e| StorageError::io("cannot sync", &self.inner.dir, e))?;
         }
         let seq = seg.seq + 1;
-        seg.file = create_segment(&self.inner.dir, seq)?;
-        seg.len = 0;
+        (seg.file, seg.len) = create_segment(&self.inner.dir, seq)?;
         seg.seq = seq;
         seg.broken = false;
         Ok(seq)
@@ -518,11 +427,9 @@ impl Inner {
                     st.durable = to;
                     let mut buf = buf;
                     buf.clear();
-                    if st.buf.is_empty() {
+                    if st.buf.is_empty() && buf.capacity() <= KEEP_BUFFER_BYTES {
                         // Keep the allocation for the next batch.
                         st.buf = buf;
-                    } else if st.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_MAX_BYTES {
-                        st.spare.push(buf);
                     }
                 }
                 Err(e) => {
@@ -566,16 +473,18 @@ impl Inner {
     fn write(&self, buf: &[u8]) -> std::io::Result<()> {
         let mut seg = self.segment.lock();
         if seg.broken {
+            // Goes on with the refs of the segment before (see the module docs).
             let seq = seg.seq + 1;
-            seg.file = create_segment(&self.dir, seq).map_err(std::io::Error::other)?;
+            (seg.file, seg.len) = create_segment(&self.dir, seq).map_err(std::io::Error::other)?;
             seg.seq = seq;
-            seg.len = 0;
             seg.broken = false;
         }
         let sync_now = self.sync_interval.is_zero();
-        let res = (&seg.file)
-            .write_all(buf)
-            .and_then(|()| if sync_now { seg.file.sync_data() } else { Ok(()) });
+        #[cfg(test)]
+        let res = self.faults.lock().write(&seg.file, buf);
+        #[cfg(not(test))]
+        let res = (&seg.file).write_all(buf);
+        let res = res.and_then(|()| if sync_now { seg.file.sync_data() } else { Ok(()) });
         match res {
             Ok(()) => {
                 seg.len += buf.len() as u64;
@@ -589,7 +498,11 @@ impl Inner {
                 // Cut the partial write off so later records stay readable; if even that
                 // fails, later records go to a new segment.
                 let len = seg.len;
-                if seg.file.set_len(len).and_then(|()| seg.file.sync_data()).is_err() {
+                #[cfg(test)]
+                let cut = self.faults.lock().cut(&seg.file, len);
+                #[cfg(not(test))]
+                let cut = seg.file.set_len(len);
+                if cut.and_then(|()| seg.file.sync_data()).is_err() {
                     seg.broken = true;
                 }
                 Err(e)
@@ -623,141 +536,4 @@ pub fn remove_segments_before(dir: &Path, seq: u64) -> Result<usize> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn labels() -> Vec<Label<'static>> {
-        vec![
-            Label {
-                name: "__name__",
-                value: "up",
-            },
-            Label {
-                name: "job",
-                value: "a",
-            },
-        ]
-    }
-
-    #[test]
-    fn records_round_trip_and_torn_tails_stop_reading() {
-        let mut buf = Vec::new();
-        let t = Tenant {
-            account_id: 7,
-            project_id: 9,
-        };
-        encode_record(&mut buf, t, &labels(), &[1, 2], &[0.5, f64::NAN]);
-        let first_len = buf.len();
-        encode_record(&mut buf, Tenant::default(), &labels(), &[3], &[1.0]);
-        let (recs, torn) = read_segment(&buf);
-        assert!(!torn);
-        assert_eq!(recs.len(), 2);
-        assert_eq!(recs[0].tenant, t);
-        assert_eq!(recs[0].labels[1], ("job".to_string(), "a".to_string()));
-        assert_eq!(recs[0].timestamps, vec![1, 2]);
-        assert!(recs[0].values[1].is_nan());
-        assert_eq!(recs[1].values, vec![1.0]);
-        for cut in 1..buf.len() {
-            let (recs, torn) = read_segment(&buf[..cut]);
-            assert_eq!(recs.len(), usize::from(cut >= first_len), "cut at {cut}");
-            assert_eq!(torn, cut != first_len, "cut at {cut}");
-        }
-        let mut bad = buf.clone();
-        let last = bad.len() - 1;
-        bad[last] ^= 1;
-        let (recs, torn) = read_segment(&bad);
-        assert_eq!(recs.len(), 1);
-        assert!(torn);
-    }
-
-    #[test]
-    fn group_commit_rotation_and_removal() {
-        group_commit_rotation_and_removal_with(Duration::ZERO);
-    }
-
-    /// The sync-interval mode gives the same answers: records are in the file when `sync_to`
-    /// returns (what survives the process being killed), and rotation closes a segment whole.
-    #[test]
-    fn group_commit_rotation_and_removal_with_a_sync_interval() {
-        group_commit_rotation_and_removal_with(Duration::from_millis(30));
-    }
-
-    fn group_commit_rotation_and_removal_with(sync: Duration) {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = std::sync::Arc::new(Wal::create_with_sync(dir.path(), 1, sync).unwrap());
-        let threads: Vec<_> = (0..8)
-            .map(|i| {
-                let wal = wal.clone();
-                std::thread::spawn(move || {
-                    for j in 0..50 {
-                        let pos = wal.append(Tenant::default(), &labels(), &[i * 1000 + j], &[1.0]);
-                        wal.sync_to(pos).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        let seq = wal.rotate().unwrap();
-        assert_eq!(seq, 2);
-        let pos = wal.append(Tenant::default(), &labels(), &[5], &[5.0]);
-        wal.sync_to(pos).unwrap();
-        assert_eq!(list_segments(dir.path()).unwrap(), vec![1, 2]);
-        let (recs, torn) = read_segment(&std::fs::read(segment_path(dir.path(), 1)).unwrap());
-        assert!(!torn);
-        assert_eq!(recs.len(), 400);
-        let (recs, _) = read_segment(&std::fs::read(segment_path(dir.path(), 2)).unwrap());
-        assert_eq!(recs.len(), 1);
-        assert_eq!(wal.remove_before(seq).unwrap(), 1);
-        assert_eq!(list_segments(dir.path()).unwrap(), vec![2]);
-    }
-
-    #[test]
-    fn submitted_batches_are_durable_when_waited_for_and_keep_their_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = std::sync::Arc::new(Wal::create(dir.path(), 1).unwrap());
-        let threads: Vec<_> = (0..4i64)
-            .map(|i| {
-                let wal = wal.clone();
-                std::thread::spawn(move || {
-                    for j in 0..40i64 {
-                        let mut buf = wal.buffer();
-                        assert!(buf.is_empty());
-                        // Two records per batch: they must stay adjacent and in order.
-                        encode_record(&mut buf, Tenant::default(), &labels(), &[i * 1000 + j], &[0.0]);
-                        encode_record(&mut buf, Tenant::default(), &labels(), &[i * 1000 + j], &[1.0]);
-                        let pos = wal.submit(buf);
-                        wal.wait(pos).unwrap();
-                        // Everything up to `pos` is in the file now.
-                        let on_disk = std::fs::metadata(segment_path(wal.dir(), 1)).unwrap().len();
-                        assert!(on_disk >= pos, "{on_disk} < {pos}");
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        // A per-record append mixed in, made durable with sync_to.
-        let pos = wal.append(Tenant::default(), &labels(), &[99], &[9.0]);
-        wal.sync_to(pos).unwrap();
-        assert_eq!(wal.active_segment_bytes(), pos);
-        drop(wal);
-        let (recs, torn) = read_segment(&std::fs::read(segment_path(dir.path(), 1)).unwrap());
-        assert!(!torn);
-        assert_eq!(recs.len(), 4 * 40 * 2 + 1);
-        for pair in recs[..320].chunks(2) {
-            assert_eq!(pair[0].timestamps, pair[1].timestamps);
-            assert_eq!((pair[0].values[0], pair[1].values[0]), (0.0, 1.0));
-        }
-        let mut per_writer = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-        for r in recs[..320].iter().step_by(2) {
-            per_writer[(r.timestamps[0] / 1000) as usize].push(r.timestamps[0] % 1000);
-        }
-        for seen in per_writer {
-            assert_eq!(seen, (0..40).collect::<Vec<_>>());
-        }
-        assert_eq!(recs[320].values, vec![9.0]);
-    }
-}
+mod tests;
