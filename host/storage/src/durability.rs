@@ -60,19 +60,20 @@ impl Durability {
     /// metric id (resolved by the index already); `series` is the request itself, visited a
     /// second time only when the active segment has not defined some of its series yet, to
     /// take the labels of just those. Call with the gate held shared, before the samples go
-    /// into the table.
+    /// into the table. `start` begins writing at once (see [`Wal::append_batch`]).
     pub(crate) fn log_batch(
         &self,
         tenant: crate::Tenant,
         batch: &wal::Batch,
         series: &BatchSeries<'_>,
+        start: bool,
     ) -> Result<Option<u64>> {
         let Some(wal) = &self.wal else {
             return Ok(None);
         };
         let mut defs = wal::Definitions::default();
         loop {
-            let missing = match wal.append_batch(tenant, batch, &defs) {
+            let missing = match wal.append_batch(tenant, batch, &defs, start) {
                 wal::Append::Logged(pos) => return Ok(Some(pos)),
                 wal::Append::Undefined(missing) => missing,
             };

@@ -155,7 +155,7 @@ impl Storage {
         let _shared = self.durability.gate.read();
         if self.durability.wal.is_some() {
             return self
-                .log_and_add(tenant, &|visit| visit(labels, timestamps, values))
+                .log_and_add(tenant, &|visit| visit(labels, timestamps, values), false)
                 .map(drop);
         }
         add_series_to(&self.index, &self.table, tenant, labels, timestamps, values)
@@ -179,7 +179,7 @@ impl Storage {
             })?;
             return Ok(samples);
         }
-        let (samples, logged) = self.log_and_add(tenant, series)?;
+        let (samples, logged) = self.log_and_add(tenant, series, true)?;
         // Waiting does not need the gate: a checkpoint may rotate meanwhile.
         drop(shared);
         if let Some(pos) = logged {
@@ -193,8 +193,9 @@ impl Storage {
     /// series' metric ids (labels only for series new to the WAL segment), then adds the rows
     /// to the table while the log writer writes. A series the index refuses fails the request
     /// before anything is logged or stored. Returns the samples and the log position to wait
-    /// for.
-    fn log_and_add(&self, tenant: Tenant, series: &BatchSeries<'_>) -> Result<(u64, Option<u64>)> {
+    /// for. `start_write` starts the log write at once (a whole request), else the record waits
+    /// for the next write anyone asks for (`add_series`, followed by `sync_wal`).
+    fn log_and_add(&self, tenant: Tenant, series: &BatchSeries<'_>, start_write: bool) -> Result<(u64, Option<u64>)> {
         let mut rows = Vec::new();
         let mut batch = crate::wal::Batch::default();
         series(&mut |labels, timestamps, values| {
@@ -209,7 +210,7 @@ impl Storage {
         let logged = if batch.is_empty() {
             None
         } else {
-            self.durability.log_batch(tenant, &batch, series)?
+            self.durability.log_batch(tenant, &batch, series, start_write)?
         };
         for chunk in rows.chunks(ROWS_PER_CHUNK) {
             self.table.add_rows(chunk)?;

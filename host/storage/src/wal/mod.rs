@@ -16,7 +16,9 @@
 //! after the definitions it uses) and wakes the log writer. One thread (`strata-wal`) writes:
 //! it takes the whole buffer (everyone's records), writes it with one `write` (and one
 //! `fdatasync` when syncing each write), and wakes the waiters ([`Wal::wait`]). Records
-//! appended while a write runs go out together with the next one.
+//! appended while a write runs go out together with the next one. A waiter that finds nobody
+//! writing and its records still buffered (the thread has not been scheduled yet, which on a
+//! busy machine takes longer than the write) takes the buffer and writes it itself.
 //!
 //! A failed write is cut off the segment and its records go back in front of the buffer: its
 //! waiters get the error, and the records are written again with the next request, so
@@ -44,7 +46,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 pub use self::format::{Batch, Definitions, ReplayState, SegmentVisitor, visit_segment};
 use self::format::{SeriesRefs, encode_write, segment_header};
@@ -108,6 +110,10 @@ struct State {
     /// Failed writes so far; a waiter that sees it change gets `last_error`.
     failures: u64,
     last_error: Option<(Option<i32>, std::io::ErrorKind, String)>,
+    /// Successful writes so far (tells a background fsync whether a write slipped in).
+    writes: u64,
+    /// When the oldest write not yet fsynced was made (sync interval mode only).
+    unsynced_since: Option<Instant>,
     stop: bool,
 }
 
@@ -237,6 +243,8 @@ impl Wal {
                 durable: 0,
                 failures: 0,
                 last_error: None,
+                writes: 0,
+                unsynced_since: None,
                 stop: false,
             }),
             work: Condvar::new(),
@@ -271,7 +279,10 @@ impl Wal {
     /// segment has not defined yet must be in `defs` (their labels); if some are not, nothing
     /// is logged and their indexes come back ([`Append::Undefined`]). Each call is one
     /// checksummed record: replay sees all of it or none.
-    pub fn append_batch(&self, tenant: Tenant, batch: &Batch, defs: &Definitions) -> Append {
+    ///
+    /// With `start` false the record is only buffered: it goes out with the next write that
+    /// anyone requests (for callers that log many small writes and then wait once).
+    pub fn append_batch(&self, tenant: Tenant, batch: &Batch, defs: &Definitions, start: bool) -> Append {
         let mut st = self.inner.state.lock();
         let st = &mut *st;
         let before = st.buf.len();
@@ -280,8 +291,10 @@ impl Wal {
         }
         st.appended += (st.buf.len() - before) as u64;
         let pos = st.appended;
-        st.requested = st.requested.max(pos);
-        self.inner.work.notify_one();
+        if start {
+            st.requested = st.requested.max(pos);
+            self.inner.work.notify_one();
+        }
         Append::Logged(pos)
     }
 
@@ -329,6 +342,13 @@ impl Wal {
             }
             if st.failures != failures || st.stop {
                 return Err(self.inner.error(&st));
+            }
+            if st.taken == st.durable && st.taken < pos {
+                // Nobody is writing and these records are not taken yet (the log thread has
+                // not run): write them here.
+                st.requested = st.requested.max(pos);
+                st = self.inner.write_taken(st);
+                continue;
             }
             self.inner.progress.wait(&mut st);
         }
@@ -386,18 +406,20 @@ impl Inner {
     /// with the next one (group commit).
     fn run(&self) {
         let mut st = self.state.lock();
-        // When the oldest write not yet fsynced was made (sync interval mode only).
-        let mut unsynced_since: Option<Instant> = None;
         loop {
-            while st.requested <= st.taken && !st.stop {
-                match unsynced_since {
+            // Idle while nothing is requested, or while a waiter writes (`taken > durable`).
+            while (st.requested <= st.taken || st.taken > st.durable) && !st.stop {
+                match st.unsynced_since {
                     None => self.work.wait(&mut st),
                     Some(since) => {
                         let due = since + self.sync_interval;
                         if Instant::now() >= due {
+                            let writes = st.writes;
                             drop(st);
-                            self.background_sync(&mut unsynced_since);
+                            let synced = self.background_sync();
                             st = self.state.lock();
+                            // Writes made while syncing may not be covered: sync again later.
+                            st.unsynced_since = (!synced || st.writes != writes).then(Instant::now);
                         } else {
                             self.work.wait_until(&mut st, due);
                         }
@@ -406,64 +428,83 @@ impl Inner {
             }
             if st.requested <= st.taken {
                 // Stopping, and nothing anyone waits for is left.
+                let unsynced = st.unsynced_since.is_some();
                 drop(st);
-                if unsynced_since.is_some() {
-                    self.background_sync(&mut unsynced_since);
+                if unsynced {
+                    self.background_sync();
                 }
                 return;
             }
-            let from = st.taken;
-            let to = st.appended;
-            let buf = std::mem::take(&mut st.buf);
-            st.taken = to;
-            drop(st);
-            let res = self.write(&buf);
-            if res.is_ok() && !self.sync_interval.is_zero() {
-                unsynced_since.get_or_insert_with(Instant::now);
-            }
-            st = self.state.lock();
-            match res {
-                Ok(()) => {
-                    st.durable = to;
-                    let mut buf = buf;
-                    buf.clear();
-                    if st.buf.is_empty() && buf.capacity() <= KEEP_BUFFER_BYTES {
-                        // Keep the allocation for the next batch.
-                        st.buf = buf;
-                    }
-                }
-                Err(e) => {
-                    // Put the records back in front of the newer ones: positions stay
-                    // contiguous, and the next request writes them again. Waiters up to here
-                    // get the error; nobody retries until asked.
-                    let mut back = buf;
-                    back.extend_from_slice(&st.buf);
-                    st.buf = back;
-                    st.taken = from;
-                    st.requested = from;
-                    st.failures += 1;
-                    st.last_error = Some((e.raw_os_error(), e.kind(), e.to_string()));
-                    metrics::counter!("strata_wal_write_errors_total").increment(1);
-                }
-            }
-            self.progress.notify_all();
+            st = self.write_taken(st);
         }
+    }
+
+    /// Takes everything appended, writes it with one `write` (and `fdatasync` without a sync
+    /// interval), and wakes the waiters. Called by the log thread, or by a waiter that finds
+    /// the log idle with its records not yet taken (it writes them itself instead of waiting
+    /// for the thread to be scheduled, which on a busy machine costs more than the write).
+    /// Requires `taken == durable` (nobody else writing).
+    fn write_taken<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let from = st.taken;
+        let to = st.appended;
+        let buf = std::mem::take(&mut st.buf);
+        st.taken = to;
+        drop(st);
+        let res = self.write(&buf);
+        st = self.state.lock();
+        match res {
+            Ok(()) => {
+                st.durable = to;
+                st.writes += 1;
+                if !self.sync_interval.is_zero() && st.unsynced_since.is_none() {
+                    st.unsynced_since = Some(Instant::now());
+                    // The log thread schedules the background fsync.
+                    self.work.notify_one();
+                }
+                let mut buf = buf;
+                buf.clear();
+                if st.buf.is_empty() && buf.capacity() <= KEEP_BUFFER_BYTES {
+                    // Keep the allocation for the next batch.
+                    st.buf = buf;
+                }
+            }
+            Err(e) => {
+                // Put the records back in front of the newer ones: positions stay
+                // contiguous, and the next request writes them again. Waiters up to here
+                // get the error; nobody retries until asked.
+                let mut back = buf;
+                back.extend_from_slice(&st.buf);
+                st.buf = back;
+                st.taken = from;
+                st.requested = from;
+                st.failures += 1;
+                st.last_error = Some((e.raw_os_error(), e.kind(), e.to_string()));
+                metrics::counter!("strata_wal_write_errors_total").increment(1);
+            }
+        }
+        if st.requested > st.taken {
+            // Requested while this write ran.
+            self.work.notify_one();
+        }
+        self.progress.notify_all();
+        st
     }
 
     /// The periodic fdatasync of the sync-interval mode. A failure is counted and logged and
     /// retried at the next interval: the records are in the page cache already, and the
     /// process going on cannot make them safer than a later successful sync will.
-    fn background_sync(&self, unsynced_since: &mut Option<Instant>) {
+    /// Returns whether it succeeded.
+    fn background_sync(&self) -> bool {
         let seg = self.segment.lock();
         match seg.file.sync_data() {
             Ok(()) => {
-                *unsynced_since = None;
                 metrics::counter!("strata_wal_syncs_total").increment(1);
+                true
             }
             Err(e) => {
-                *unsynced_since = Some(Instant::now());
                 metrics::counter!("strata_wal_write_errors_total").increment(1);
                 tracing::error!(dir = %self.dir.display(), error = %e, "cannot fsync the write-ahead log; retrying");
+                false
             }
         }
     }

@@ -60,9 +60,18 @@ fn defs_for(keys: impl IntoIterator<Item = u64>) -> Definitions {
 
 /// Logs `batch`, defining what the segment asks for (what the storage does).
 fn log(wal: &Wal, tenant: Tenant, batch: &Batch) -> u64 {
+    log_with(wal, tenant, batch, true)
+}
+
+/// [`log`] without starting the write: the waiter writes, so a failure reaches it for sure.
+fn log_buffered(wal: &Wal, tenant: Tenant, batch: &Batch) -> u64 {
+    log_with(wal, tenant, batch, false)
+}
+
+fn log_with(wal: &Wal, tenant: Tenant, batch: &Batch, start: bool) -> u64 {
     let mut defs = Definitions::default();
     loop {
-        match wal.append_batch(tenant, batch, &defs) {
+        match wal.append_batch(tenant, batch, &defs, start) {
             Append::Logged(pos) => return pos,
             Append::Undefined(missing) => {
                 assert!(!missing.is_empty());
@@ -226,16 +235,17 @@ fn series_are_defined_once_per_segment_and_again_after_rotation() {
     let wal = Wal::create_with_sync(dir.path(), 1, Duration::from_millis(20)).unwrap();
     let b = batch(0..100, 1000);
     assert_eq!(
-        wal.append_batch(Tenant::default(), &b, &Definitions::default()),
+        wal.append_batch(Tenant::default(), &b, &Definitions::default(), true),
         Append::Undefined((0..100).collect())
     );
-    let pos = wal.append_batch(Tenant::default(), &b, &defs_for(0..100));
+    let pos = wal.append_batch(Tenant::default(), &b, &defs_for(0..100), true);
     let Append::Logged(pos) = pos else { panic!("{pos:?}") };
     wal.wait(pos).unwrap();
     let first_bytes = wal.active_segment_bytes();
     assert_eq!(wal.defined_series(), 100);
     // Known series need no definitions: only refs, times and values.
-    let Append::Logged(pos) = wal.append_batch(Tenant::default(), &batch(0..100, 2000), &Definitions::default()) else {
+    let Append::Logged(pos) = wal.append_batch(Tenant::default(), &batch(0..100, 2000), &Definitions::default(), true)
+    else {
         panic!("series were forgotten")
     };
     wal.wait(pos).unwrap();
@@ -243,7 +253,7 @@ fn series_are_defined_once_per_segment_and_again_after_rotation() {
     assert!(second_bytes < 1400, "{second_bytes} bytes for 100 samples");
     assert_eq!(wal.rotate().unwrap(), 2);
     assert_eq!(wal.defined_series(), 0);
-    let again = wal.append_batch(Tenant::default(), &batch(50..150, 3000), &Definitions::default());
+    let again = wal.append_batch(Tenant::default(), &batch(50..150, 3000), &Definitions::default(), true);
     assert_eq!(again, Append::Undefined((0..100).collect()));
     let pos = log(&wal, Tenant::default(), &batch(50..150, 3000));
     wal.wait(pos).unwrap();
@@ -269,10 +279,11 @@ fn a_failed_write_does_not_orphan_later_records() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::create(dir.path(), 1).unwrap();
     wal.inner.faults.lock().fail_writes = 1;
-    let pos = log(&wal, Tenant::default(), &batch(0..10, 1000));
+    let pos = log_buffered(&wal, Tenant::default(), &batch(0..10, 1000));
     assert!(wal.wait(pos).is_err());
     // The series count as defined (their definitions wait in the buffer) ...
-    let Append::Logged(pos) = wal.append_batch(Tenant::default(), &batch(0..10, 2000), &Definitions::default()) else {
+    let Append::Logged(pos) = wal.append_batch(Tenant::default(), &batch(0..10, 2000), &Definitions::default(), true)
+    else {
         panic!("definitions were dropped with the failed write")
     };
     wal.wait(pos).unwrap();
@@ -299,7 +310,7 @@ fn a_write_that_cannot_be_cut_off_continues_in_a_new_segment() {
         f.fail_writes = 1;
         f.fail_cuts = 1;
     }
-    let pos = log(&wal, Tenant::default(), &batch(3..8, 2000));
+    let pos = log_buffered(&wal, Tenant::default(), &batch(3..8, 2000));
     assert!(wal.wait(pos).is_err());
     let pos = log(&wal, Tenant::default(), &batch(0..8, 3000));
     wal.wait(pos).unwrap();
@@ -389,4 +400,31 @@ fn group_commit_rotation_and_removal_with(sync: Duration) {
     assert_eq!(recs.len(), 1);
     assert_eq!(wal.remove_before(seq).unwrap(), 1);
     assert_eq!(list_segments(dir.path()).unwrap(), vec![2]);
+}
+
+/// A record appended without `start` stays buffered; the waiter then finds the log idle and
+/// writes it itself (also what happens when the log thread has not been scheduled yet).
+#[test]
+fn a_waiter_writes_buffered_records_itself() {
+    for sync in [Duration::ZERO, Duration::from_millis(10)] {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::create_with_sync(dir.path(), 1, sync).unwrap();
+        let mut defs = defs_for(0..3);
+        let Append::Logged(first) = wal.append_batch(Tenant::default(), &batch(0..3, 1), &defs, false) else {
+            panic!("defined")
+        };
+        defs = Definitions::default();
+        let Append::Logged(second) = wal.append_batch(Tenant::default(), &batch(0..3, 2), &defs, false) else {
+            panic!("defined")
+        };
+        std::thread::sleep(Duration::from_millis(30));
+        let len = || std::fs::metadata(segment_path(dir.path(), 1)).unwrap().len();
+        assert_eq!(len(), SEGMENT_HEADER as u64, "nothing was requested yet");
+        wal.wait(first).unwrap();
+        // One write took both records.
+        assert_eq!(len(), SEGMENT_HEADER as u64 + second);
+        wal.wait(second).unwrap();
+        drop(wal);
+        assert_eq!(read(dir.path(), 1).0.len(), 6);
+    }
 }
