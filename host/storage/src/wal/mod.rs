@@ -331,7 +331,7 @@ impl Wal {
         self.wait(pos)
     }
 
-    /// Waits until everything up to `pos` (from [`Wal::submit`]) is on disk. Fails if a write
+    /// Waits until everything up to `pos` (from [`Wal::append_batch`]) is on disk. Fails if a write
     /// fails meanwhile; the records stay buffered and are written again with later ones.
     pub fn wait(&self, pos: u64) -> Result<()> {
         let mut st = self.inner.state.lock();
