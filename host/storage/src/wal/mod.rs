@@ -8,7 +8,7 @@
 //! Layout: `<data>/wal/<16 hex digits>.wal`, segments numbered in write order. The record
 //! format (version 2: a segment header, one record per write, each series' labels written
 //! once per segment and referred to by a small number afterwards) is described in
-//! [`format`]; segments of version 1 (one record per series with its full labels, see
+//! [`mod@format`]; segments of version 1 (one record per series with its full labels, see
 //! [`v1`]) are still read at replay, so an upgrade with a non-empty log loses nothing.
 //!
 //! **Group commit.** [`Wal::append_batch`] encodes a whole write into the shared buffer under
