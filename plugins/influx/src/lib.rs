@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
+use strata_plugin_sdk::scan::{bytes_eq, find_any, parse_f64, parse_i64};
 use strata_plugin_sdk::{BatchBuilder, IngestInfo, IngestPlugin, Params, ParseError, param};
 
 /// The plugin.
@@ -90,24 +91,31 @@ pub fn parse_lines(
     let db = param(params, "db").filter(|d| !d.is_empty());
     let text =
         std::str::from_utf8(body).map_err(|e| ParseError::new(0, e.valid_up_to() as u64, "body is not valid UTF-8"))?;
-    let mut offset = 0usize;
+    let bytes = text.as_bytes();
     let mut scratch = Line::default();
     let mut name = String::new();
     // Metric name symbols by (measurement, field, single-field naming), for unescaped parts.
-    let mut names: HashMap<(&str, &str, bool), u32, BuildHasherDefault<PartsHasher>> = HashMap::default();
+    let mut names: HashMap<NameKey<'_>, u32, BuildHasherDefault<PartsHasher>> = HashMap::default();
     // Symbol ids of the current line's labels, interned once and shared by all its fields.
     let mut label_ids: Vec<(u32, u32)> = Vec::new();
+    // Tag keys are checked (and sanitized) once per distinct key, not once per line.
+    let mut keys = TagKeys::default();
     // Interned at the first series, so that an empty body returns an empty batch.
     let mut name_label: Option<u32> = None;
     let mut db_label: Option<(u32, u32)> = None;
-    for (i, raw) in text.split('\n').enumerate() {
-        let line_offset = offset;
-        offset += raw.len() + 1;
+    let mut next_line = 0usize;
+    let mut i = 0usize;
+    while next_line <= bytes.len() {
+        let line_offset = next_line;
+        let end = find_any(bytes, line_offset, [b'\n']);
+        next_line = end + 1;
+        let raw = &text[line_offset..end];
+        i += 1;
         let line = raw.trim_end_matches('\r').trim_start();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let err = |pos: usize, m: String| ParseError::new((i + 1) as u32, (line_offset + pos) as u64, m);
+        let err = |pos: usize, m: String| ParseError::new(i as u32, (line_offset + pos) as u64, m);
         scratch.clear();
         parse_line(line, &mut scratch).map_err(|(pos, m)| err(pos + (raw.len() - line.len()), m))?;
         let ts = match scratch.timestamp {
@@ -122,7 +130,8 @@ pub fn parse_lines(
         let mut has_db_tag = false;
         for (k, v) in &scratch.tags {
             has_db_tag |= k == "db";
-            label_ids.push((out.symbol(k), out.symbol(v)));
+            let key = keys.resolve(k, out);
+            label_ids.push((key, out.symbol(v)));
         }
         if let (Some(db), false) = (db, has_db_tag) {
             label_ids.push(*db_label.get_or_insert_with(|| (out.symbol("db"), out.symbol(db))));
@@ -135,7 +144,11 @@ pub fn parse_lines(
             // short strings, and in a component every variable-length copy is a call out of
             // the guest (`memory.copy`), which cost more than the lookup.
             let key = match (&scratch.measurement, field) {
-                (Cow::Borrowed(m), Cow::Borrowed(f)) => Some((*m, *f, single)),
+                (Cow::Borrowed(m), Cow::Borrowed(f)) => Some(NameKey {
+                    measurement: m,
+                    field: f,
+                    single,
+                }),
                 _ => None,
             };
             let cached = key.and_then(|k| names.get(&k).copied());
@@ -171,6 +184,35 @@ pub fn parse_lines(
         }
     }
     Ok(())
+}
+
+/// The name cache's key: a line's measurement and field as they appear in the body.
+#[derive(Clone, Copy)]
+struct NameKey<'a> {
+    measurement: &'a str,
+    field: &'a str,
+    single: bool,
+}
+
+impl PartialEq for NameKey<'_> {
+    #[inline(always)]
+    fn eq(&self, other: &Self) -> bool {
+        // `bytes_eq`, not `==`: string equality is a byte-at-a-time `memcmp` in a component.
+        self.single == other.single
+            && bytes_eq(self.measurement.as_bytes(), other.measurement.as_bytes())
+            && bytes_eq(self.field.as_bytes(), other.field.as_bytes())
+    }
+}
+
+impl Eq for NameKey<'_> {}
+
+impl std::hash::Hash for NameKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.measurement.as_bytes());
+        state.write_u8(0xff);
+        state.write(self.field.as_bytes());
+        state.write_u8(u8::from(self.single));
+    }
 }
 
 /// A cheap hasher for the name cache (std's SipHash costs more than the parse of a field;
@@ -254,34 +296,60 @@ fn sanitize_in_place(s: &mut String, metric: bool) {
     }
 }
 
-fn sanitize(s: Cow<'_, str>, metric: bool) -> Cow<'_, str> {
-    if needs_sanitizing(&s, metric) {
-        Cow::Owned(sanitized(&s, metric))
-    } else {
-        s
+/// Tag keys as they appear in the body, by symbol id, to the symbol of the label name they
+/// become. A key is checked for characters to replace the first time it is seen only: keys
+/// repeat on every line, and the check is a loop over its bytes.
+#[derive(Default)]
+struct TagKeys {
+    /// Indexed by the raw key's symbol id: the label name's symbol id, or `u32::MAX` if not
+    /// seen as a key yet.
+    name_of: Vec<u32>,
+}
+
+impl TagKeys {
+    #[inline(always)]
+    fn resolve(&mut self, raw: &str, out: &mut BatchBuilder) -> u32 {
+        let id = out.symbol(raw);
+        let slot = id as usize;
+        if let Some(&name) = self.name_of.get(slot)
+            && name != u32::MAX
+        {
+            return name;
+        }
+        let name = if needs_sanitizing(raw, false) {
+            out.symbol(&sanitized(raw, false))
+        } else {
+            id
+        };
+        if self.name_of.len() <= slot {
+            self.name_of.resize(slot + 1, u32::MAX);
+        }
+        self.name_of[slot] = name;
+        name
     }
 }
 
 /// Reads an escaped token up to one of `stops` (unescaped); returns the text (borrowed when it
-/// had no escapes) and the index of the stop character (or the end).
-fn token<'a>(line: &'a str, start: usize, stops: &[u8]) -> (Cow<'a, str>, usize) {
+/// had no escapes) and the index of the stop character (or the end). `stops` must include the
+/// backslash, which this handles: the scan looks for all of them 8 bytes at a time.
+fn token<'a, const N: usize>(line: &'a str, start: usize, stops: [u8; N]) -> (Cow<'a, str>, usize) {
     let b = line.as_bytes();
     let mut i = start;
     let mut owned: Option<String> = None;
     let mut run = start;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'\\' && i + 1 < b.len() && matches!(b[i + 1], b',' | b'=' | b' ' | b'\\' | b'"') {
-            owned.get_or_insert_with(String::new).push_str(&line[run..i]);
-            i += 1;
-            run = i;
-            i += 1;
-            continue;
-        }
-        if stops.contains(&c) {
+    loop {
+        i = find_any(b, i, stops);
+        if i >= b.len() || b[i] != b'\\' {
             break;
         }
-        i += 1;
+        if i + 1 < b.len() && matches!(b[i + 1], b',' | b'=' | b' ' | b'\\' | b'"') {
+            owned.get_or_insert_with(String::new).push_str(&line[run..i]);
+            run = i + 1;
+            i += 2;
+        } else {
+            // A backslash before anything else is itself.
+            i += 1;
+        }
     }
     let text = match owned {
         None => Cow::Borrowed(&line[start..i]),
@@ -297,22 +365,22 @@ type LineError = (usize, String);
 
 fn parse_line<'a>(line: &'a str, l: &mut Line<'a>) -> Result<(), LineError> {
     let b = line.as_bytes();
-    let (measurement, mut i) = token(line, 0, b", ");
+    let (measurement, mut i) = token(line, 0, *b", \\");
     if measurement.is_empty() {
         return Err((0, "missing measurement".into()));
     }
     l.measurement = measurement;
     while i < b.len() && b[i] == b',' {
-        let (k, eq) = token(line, i + 1, b"=, ");
+        let (k, eq) = token(line, i + 1, *b"=, \\");
         if eq >= b.len() || b[eq] != b'=' || k.is_empty() {
             return Err((i + 1, "tag without `=`".into()));
         }
-        let (v, next) = token(line, eq + 1, b", ");
+        let (v, next) = token(line, eq + 1, *b", \\");
         if v.is_empty() {
             return Err((eq + 1, format!("tag {k:?} has an empty value")));
         }
         i = next;
-        l.tags.push((sanitize(k, false), v));
+        l.tags.push((k, v));
     }
     if i >= b.len() || b[i] != b' ' {
         return Err((i, "missing fields".into()));
@@ -321,7 +389,7 @@ fn parse_line<'a>(line: &'a str, l: &mut Line<'a>) -> Result<(), LineError> {
         i += 1;
     }
     loop {
-        let (k, eq) = token(line, i, b"= ");
+        let (k, eq) = token(line, i, *b"= \\");
         if eq >= b.len() || b[eq] != b'=' || k.is_empty() {
             return Err((i, "field without `=`".into()));
         }
@@ -339,10 +407,7 @@ fn parse_line<'a>(line: &'a str, l: &mut Line<'a>) -> Result<(), LineError> {
     }
     if i < b.len() {
         let ts = line[i..].trim_end();
-        l.timestamp = Some(
-            ts.parse::<i64>()
-                .map_err(|_| (i, format!("invalid timestamp {ts:?}")))?,
-        );
+        l.timestamp = Some(parse_i64(ts).ok_or_else(|| (i, format!("invalid timestamp {ts:?}")))?);
     }
     Ok(())
 }
@@ -360,22 +425,19 @@ fn field_value(line: &str, start: usize) -> Result<(Option<f64>, usize), LineErr
         }
         return Err((start, "unterminated string field".into()));
     }
-    let end = b[start..]
-        .iter()
-        .position(|&c| c == b',' || c == b' ')
-        .map_or(b.len(), |p| start + p);
+    let end = find_any(b, start, *b", ");
     let raw = &line[start..end];
     let v = match raw {
         "t" | "T" | "true" | "True" | "TRUE" => 1.0,
         "f" | "F" | "false" | "False" | "FALSE" => 0.0,
-        _ if raw.ends_with('i') || raw.ends_with('u') => raw[..raw.len() - 1]
-            .parse::<i64>()
-            .map(|v| v as f64)
-            .or_else(|_| raw[..raw.len() - 1].parse::<u64>().map(|v| v as f64))
-            .map_err(|_| (start, format!("invalid integer field value {raw:?}")))?,
-        _ => raw
-            .parse::<f64>()
-            .map_err(|_| (start, format!("invalid field value {raw:?}")))?,
+        _ if raw.ends_with('i') || raw.ends_with('u') => {
+            let digits = &raw[..raw.len() - 1];
+            parse_i64(digits)
+                .map(|v| v as f64)
+                .or_else(|| digits.parse::<u64>().ok().map(|v| v as f64))
+                .ok_or_else(|| (start, format!("invalid integer field value {raw:?}")))?
+        }
+        _ => parse_f64(raw).ok_or_else(|| (start, format!("invalid field value {raw:?}")))?,
     };
     Ok((Some(v), end))
 }

@@ -87,6 +87,11 @@ fn escapes_db_param_comments_and_sanitizing() {
     );
     let got = parse(&[("db", "x")], "m,db=own v=1").unwrap();
     assert_eq!(got[0].0, l(&[("__name__", "m_v"), ("db", "own")]));
+    // A key to sanitize is fixed once and remembered: the next lines get the same name, and a
+    // value spelt like the raw key stays as it is.
+    let got = parse(&[], "m,my-tag=a v=1\nm,my-tag=b,k=my-tag v=2\nm,my-tag=c v=3").unwrap();
+    assert_eq!(got[1].0, l(&[("__name__", "m_v"), ("my_tag", "b"), ("k", "my-tag")]));
+    assert_eq!(got[2].0, l(&[("__name__", "m_v"), ("my_tag", "c")]));
 }
 
 #[test]

@@ -8,12 +8,15 @@
 //! exported with `export_functions!`).
 //! Everything here also compiles for the host target, so parsers are unit-tested natively with
 //! plain `cargo test`.
+//! [`scan`] has word-at-a-time scanning and number parsing for parsers: the standard library's
+//! versions are markedly slower inside a component.
 
 mod batch;
 #[cfg(feature = "function")]
 mod function;
 #[cfg(feature = "ingest")]
 mod ingest;
+pub mod scan;
 
 pub use batch::{Batch, BatchBuilder};
 #[cfg(feature = "function")]
