@@ -48,6 +48,19 @@ impl Runtime {
         config.concurrency_support(false);
         // Epoch checks cost less than fuel for the same guarantee (a bounded call time).
         config.epoch_interruption(true);
+        #[cfg(feature = "profiling")]
+        match std::env::var("STRATA_PLUGIN_PROFILER").as_deref() {
+            // Writes /tmp/perf-<pid>.map so that `perf report` names guest functions.
+            Ok("perfmap") => {
+                config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+            }
+            // Writes jit-<pid>.dump: with `perf record -k mono` and `perf inject --jit`,
+            // `perf annotate` shows the guest's machine code.
+            Ok("jitdump") => {
+                config.profiler(wasmtime::ProfilingStrategy::JitDump);
+            }
+            _ => {}
+        }
         let engine = Engine::new(&config).map_err(|e| PluginError::Runtime(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = {
