@@ -108,7 +108,8 @@ fn crash_loop(wal: bool, seed: u64, run_ms: (u64, u64)) {
     let config = keep.path().join("appliance.toml");
     std::fs::write(
         &config,
-        "[storage]\ninmemory_flush_interval = \"1s\"\nmin_free_disk_space = \"1MB\"\n",
+        // Checkpoints every second too, so that kills also land during rotations.
+        "[storage]\ninmemory_flush_interval = \"1s\"\nwal_checkpoint_interval = \"1s\"\nmin_free_disk_space = \"1MB\"\n",
     )
     .unwrap();
     let mut rng = Rng(seed);

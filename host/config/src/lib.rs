@@ -277,6 +277,12 @@ pub struct StorageConfig {
     /// once written to the file, fsynced in the background at most this much later (a power
     /// cut can lose up to this much). Default `100ms`.
     pub wal_sync_interval: HumanDuration,
+    /// How often the WAL starts a new segment and deletes the ones the flushed parts already
+    /// hold. A series' labels are logged once per segment and then referred to by a small
+    /// number, so a series sent less often than this pays for its labels once per interval
+    /// instead of with every sample. Longer means more log on disk and more to replay at
+    /// start-up (a segment is also closed at 256 MiB). Default `60s`.
+    pub wal_checkpoint_interval: HumanDuration,
 }
 
 /// `storage.on_corrupt_part`.
@@ -307,6 +313,7 @@ impl Default for StorageConfig {
             min_free_disk_space: ByteSize(100_000_000),
             wal: false,
             wal_sync_interval: HumanDuration::from_millis(100),
+            wal_checkpoint_interval: HumanDuration::from_secs(60),
         }
     }
 }
@@ -395,6 +402,17 @@ impl ApplianceConfig {
                 message: format!("{} is too short; at least 1s", self.storage.inmemory_flush_interval),
             });
         }
+        if self.storage.wal_checkpoint_interval < HumanDuration::from_secs(1)
+            || self.storage.wal_checkpoint_interval > HumanDuration::from_secs(3600)
+        {
+            return Err(ConfigError::Invalid {
+                key: "storage.wal_checkpoint_interval",
+                message: format!(
+                    "{} is out of range; use 1s to 1h (longer means more log to replay at start-up)",
+                    self.storage.wal_checkpoint_interval
+                ),
+            });
+        }
         if self.storage.dedup_min_scrape_interval > HumanDuration::from_secs(86_400) {
             return Err(ConfigError::Invalid {
                 key: "storage.dedup_min_scrape_interval",
@@ -457,6 +475,18 @@ mod tests {
         let err = parse("[storage]\nretention_period = \"1h\"\n").unwrap_err().to_string();
         assert!(err.contains("storage.retention_period"), "{err}");
         assert!(parse("[storage]\nretention_period = \"1y\"\n").is_ok());
+    }
+
+    #[test]
+    fn wal_checkpoint_interval_bounds() {
+        let config = parse("[storage]\nwal_checkpoint_interval = \"5m\"\n").unwrap();
+        assert_eq!(config.storage.wal_checkpoint_interval, HumanDuration::from_secs(300));
+        for bad in ["500ms", "2h"] {
+            let err = parse(&format!("[storage]\nwal_checkpoint_interval = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("storage.wal_checkpoint_interval"), "{err}");
+        }
     }
 
     #[test]

@@ -26,8 +26,10 @@ use crate::wal::{self, Wal};
 
 /// How often the free space is checked.
 const DISK_CHECK: Duration = Duration::from_secs(1);
-/// A WAL segment this large triggers a checkpoint before the interval is up.
-const MAX_SEGMENT_BYTES: u64 = 64 << 20;
+/// A WAL segment this large triggers a checkpoint before the interval is up. Large enough that
+/// a busy node keeps a segment for a while (series labels are logged once per segment), small
+/// enough to replay in seconds.
+const MAX_SEGMENT_BYTES: u64 = 256 << 20;
 
 /// Shared state of the durability machinery.
 pub(crate) struct Durability {
@@ -282,6 +284,7 @@ mod tests {
                 wal,
                 // Nothing reaches parts during the test except through the WAL replay.
                 inmemory_flush_interval: Duration::from_secs(3600),
+                wal_checkpoint_interval: Duration::from_secs(3600),
                 min_free_disk_bytes: 0,
                 ..TableOptions::default()
             },

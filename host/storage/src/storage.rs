@@ -67,7 +67,7 @@ impl Storage {
         let mut table_opts = options.table;
         let use_wal = table_opts.wal;
         let wal_sync_interval = table_opts.wal_sync_interval;
-        let checkpoint_interval = table_opts.inmemory_flush_interval;
+        let checkpoint_interval = table_opts.wal_checkpoint_interval;
         table_opts.disk_guard = Some(guard.clone());
         let weak = Arc::downgrade(&index);
         table_opts.before_disk_flush = Some(FlushHook(Arc::new(move || match weak.upgrade() {

@@ -22,6 +22,7 @@ fn open(dir: &Path, wal: bool, flush: Duration) -> Storage {
         table: TableOptions {
             wal,
             inmemory_flush_interval: flush,
+            wal_checkpoint_interval: flush,
             pending_rows_flush_interval: Duration::from_millis(50),
             min_free_disk_bytes: 0,
             ..TableOptions::default()
@@ -211,6 +212,41 @@ fn checkpoints_truncate_the_wal() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert_eq!(read_all(&s).len(), 100);
+}
+
+#[test]
+fn wal_checkpoints_follow_their_own_interval_not_the_flush_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Storage::open(StorageOptions {
+        data_path: data.clone(),
+        table: TableOptions {
+            wal: true,
+            inmemory_flush_interval: Duration::from_millis(200),
+            wal_checkpoint_interval: Duration::from_secs(3600),
+            pending_rows_flush_interval: Duration::from_millis(50),
+            min_free_disk_bytes: 0,
+            ..TableOptions::default()
+        },
+        index: IndexOptions::default(),
+    })
+    .unwrap();
+    let base = now_ms() - 60_000;
+    for i in 0..100 {
+        add(&s, i % 7, base + i as i64, 1.0).unwrap();
+        s.sync_wal().unwrap();
+    }
+    // Five flush intervals: the parts are flushed, but the segment (and the series defined in
+    // it) stays until the checkpoint interval is up.
+    std::thread::sleep(Duration::from_secs(1));
+    let segs: Vec<_> = std::fs::read_dir(data.join("wal")).unwrap().flatten().collect();
+    assert_eq!(segs.len(), 1, "one segment");
+    let bytes = segs[0].metadata().unwrap().len();
+    assert!(
+        bytes > strata_storage::wal::format::SEGMENT_HEADER as u64,
+        "the segment was truncated early ({bytes} bytes)"
+    );
     assert_eq!(read_all(&s).len(), 100);
 }
 

@@ -84,6 +84,11 @@ pub struct Overrides {
     #[arg(long, global = true)]
     pub storage_wal_sync_interval: Option<HumanDuration>,
 
+    /// storage.wal_checkpoint_interval: how often the WAL starts a new segment and drops the
+    /// flushed ones; a series' labels are logged once per segment (default 60s).
+    #[arg(long, global = true)]
+    pub storage_wal_checkpoint_interval: Option<HumanDuration>,
+
     /// log.level: error, warn, info, debug or trace.
     #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
@@ -202,6 +207,9 @@ impl Overrides {
         }
         if let Some(interval) = self.storage_wal_sync_interval {
             config.storage.wal_sync_interval = interval;
+        }
+        if let Some(interval) = self.storage_wal_checkpoint_interval {
+            config.storage.wal_checkpoint_interval = interval;
         }
         if let Some(level) = self.log_level {
             config.log.level = level;

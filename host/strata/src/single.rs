@@ -49,6 +49,7 @@ pub fn storage_options(config: &ApplianceConfig) -> StorageOptions {
             min_free_disk_bytes: storage.min_free_disk_space.bytes(),
             wal: storage.wal,
             wal_sync_interval: storage.wal_sync_interval.get(),
+            wal_checkpoint_interval: storage.wal_checkpoint_interval.get(),
             ..TableOptions::default()
         },
         index: IndexOptions {

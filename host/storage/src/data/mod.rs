@@ -77,6 +77,10 @@ pub struct TableOptions {
     /// longer interval acknowledges once the records are written to the file (survives the
     /// process being killed) and fsyncs at most this much later. Default 100 ms.
     pub wal_sync_interval: Duration,
+    /// With the WAL: how often a checkpoint starts a new segment and deletes the closed ones
+    /// (a segment is also closed when it reaches its size cap). Series labels are logged once
+    /// per segment, so this sets how often a slowly sent series pays for its labels. Default 60 s.
+    pub wal_checkpoint_interval: Duration,
     /// Read-only switch: while it is on, merges wait; `ENOSPC` from a flush or merge turns it on.
     pub disk_guard: Option<Arc<DiskGuard>>,
     /// Runs before in-memory parts are written to disk; if it fails they stay in memory. The
@@ -106,6 +110,7 @@ impl Default for TableOptions {
             max_small_part_bytes: 256 << 20,
             wal: false,
             wal_sync_interval: Duration::from_millis(100),
+            wal_checkpoint_interval: Duration::from_secs(60),
             disk_guard: None,
             before_disk_flush: None,
         }
