@@ -87,8 +87,8 @@ fn main() {
     per_call(20, &mut call);
     per_call(20, &mut call_convert);
     per_call(20, native);
-    // About 0.1 s per block on this machine.
-    let calls = 20;
+    // About 0.2 s per block on this machine: the CPU clock it reads ticks in milliseconds.
+    let calls = 50;
     let (mut call_ratio, mut convert_ratio) = (Vec::new(), Vec::new());
     let (mut call_ns, mut convert_ns, mut native_ns) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
