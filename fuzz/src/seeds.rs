@@ -128,8 +128,12 @@ fn exposition_text() -> Vec<u8> {
 
 fn wal_segment() -> Vec<u8> {
     use strata_storage::index::Label as L;
-    let mut out = Vec::new();
-    let labels = [
+    use strata_storage::wal::{Append, Batch, Definitions, Wal, segment_path};
+    // Written by a real log: a segment header, a write defining two series, a write using
+    // them by reference only, and one for another tenant.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let wal = Wal::create(dir.path(), 1).expect("a WAL");
+    let up = [
         L {
             name: "__name__",
             value: "up",
@@ -139,24 +143,33 @@ fn wal_segment() -> Vec<u8> {
             value: "node",
         },
     ];
-    strata_storage::wal::encode_record(
-        &mut out,
-        strata_storage::Tenant::default(),
-        &labels,
-        &[1, 2],
-        &[1.0, 0.0],
-    );
-    strata_storage::wal::encode_record(
-        &mut out,
-        strata_storage::Tenant {
-            account_id: 3,
-            project_id: 4,
-        },
-        &labels[..1],
-        &[5],
-        &[f64::NAN],
-    );
-    out
+    let mut defs = Definitions::default();
+    defs.add(1, &up);
+    defs.add(2, &up[..1]);
+    let mut first = Batch::default();
+    first.push(1, &[1, 2], &[1.0, 0.0]);
+    first.push(2, &[5], &[f64::NAN]);
+    let mut later = Batch::default();
+    later.push(1, &[3], &[1.0]);
+    let other = strata_storage::Tenant {
+        account_id: 3,
+        project_id: 4,
+    };
+    let mut pos = 0;
+    for (tenant, batch) in [
+        (strata_storage::Tenant::default(), &first),
+        (strata_storage::Tenant::default(), &later),
+        (other, &first),
+    ] {
+        match wal.append_batch(tenant, batch, &defs, true) {
+            Append::Logged(p) => pos = p,
+            Append::Undefined(missing) => panic!("series {missing:?} have definitions"),
+        }
+    }
+    wal.sync_to(pos).expect("the WAL written");
+    let bytes = std::fs::read(segment_path(dir.path(), 1)).expect("the segment");
+    drop(wal);
+    bytes
 }
 
 /// Header + payloads of the blocks of the template data part.

@@ -63,4 +63,21 @@ fn templates_are_valid() {
     let (name, files) = seeds::mergeset_part_template();
     assert_eq!(name.len(), 16, "{name}");
     assert_eq!(files.len(), 5);
+    // The WAL seed is a whole version-2 segment: three writes holding five series' samples.
+    let wal = seeds::for_target("wal_segment").remove(0);
+    let (records, torn) = strata_storage::wal::read_segment(&wal);
+    assert!(!torn, "the WAL seed reads to its end");
+    assert_eq!(records.len(), 5, "{records:?}");
+    assert_eq!(
+        records[2].timestamps,
+        [3],
+        "the write that refers to its series by ref only"
+    );
+    assert_eq!(
+        records[2].labels,
+        [
+            ("__name__".to_string(), "up".to_string()),
+            ("job".to_string(), "node".to_string())
+        ]
+    );
 }
