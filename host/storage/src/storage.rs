@@ -335,9 +335,16 @@ impl Storage {
         self.index.delete_series(tenant, filters)
     }
 
-    /// Everything buffered goes to disk; durable when this returns.
+    /// Everything buffered goes to disk; durable when this returns. With the WAL this is a
+    /// checkpoint: the log's closed segments, now all in parts, are deleted too.
     /// A full disk (`ENOSPC`) is `Unavailable` and switches to read-only mode.
     pub fn force_flush(&self) -> Result<()> {
+        if self.durability.wal.is_some() {
+            return self
+                .durability
+                .checkpoint(&self.index, &self.table)
+                .map_err(|e| self.disk_error(e));
+        }
         self.index
             .flush()
             .and_then(|()| self.table.flush())

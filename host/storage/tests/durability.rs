@@ -248,6 +248,17 @@ fn wal_checkpoints_follow_their_own_interval_not_the_flush_interval() {
         "the segment was truncated early ({bytes} bytes)"
     );
     assert_eq!(read_all(&s).len(), 100);
+    // force_flush puts everything in parts, so it also drops what the log held.
+    s.force_flush().unwrap();
+    let segs: Vec<_> = std::fs::read_dir(data.join("wal")).unwrap().flatten().collect();
+    assert_eq!(segs.len(), 1, "one fresh segment");
+    assert_eq!(
+        segs[0].metadata().unwrap().len(),
+        strata_storage::wal::format::SEGMENT_HEADER as u64
+    );
+    drop(s);
+    let s = open(&data, true, Duration::from_secs(3600));
+    assert_eq!(read_all(&s).len(), 100, "the samples are in parts after the checkpoint");
 }
 
 #[test]
