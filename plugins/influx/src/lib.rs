@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
-use strata_plugin_sdk::scan::{bytes_eq, find_any, parse_f64, parse_i64};
+use strata_plugin_sdk::scan::{bytes_eq, find_any, parse_f64, parse_i64, short_word};
 use strata_plugin_sdk::{BatchBuilder, IngestInfo, IngestPlugin, Params, ParseError, param};
 
 /// The plugin.
@@ -100,6 +100,8 @@ pub fn parse_lines(
     let mut label_ids: Vec<(u32, u32)> = Vec::new();
     // Tag keys are checked (and sanitized) once per distinct key, not once per line.
     let mut keys = TagKeys::default();
+    // Label ids of each `key=value` text seen (without escapes), for the whole body.
+    let mut pairs: HashMap<RawText<'_>, (u32, u32), BuildHasherDefault<PartsHasher>> = HashMap::default();
     // Interned at the first series, so that an empty body returns an empty batch.
     let mut name_label: Option<u32> = None;
     let mut db_label: Option<(u32, u32)> = None;
@@ -120,6 +122,9 @@ pub fn parse_lines(
         parse_line(line, &mut scratch).map_err(|(pos, m)| err(pos + (raw.len() - line.len()), m))?;
         let ts = match scratch.timestamp {
             None => default_ts_ms,
+            // Nanoseconds (the default) only divide: `checked_mul` is a 128-bit multiply in a
+            // component.
+            Some(t) if mul == 1 => t / div,
             Some(t) => t
                 .checked_mul(mul)
                 .map(|t| t / div)
@@ -128,10 +133,26 @@ pub fn parse_lines(
         let single = opts.skip_single_field && scratch.fields.len() == 1;
         label_ids.clear();
         let mut has_db_tag = false;
-        for (k, v) in &scratch.tags {
+        for (k, v, raw) in &scratch.tags {
             has_db_tag |= k == "db";
-            let key = keys.resolve(k, out);
-            label_ids.push((key, out.symbol(v)));
+            // Tag pairs repeat across lines (host=a, region=eu): one lookup of the raw pair
+            // instead of interning key and value on their own.
+            let cached = if raw.is_empty() {
+                None
+            } else {
+                pairs.get(&RawText(raw)).copied()
+            };
+            let ids = match cached {
+                Some(ids) => ids,
+                None => {
+                    let ids = (keys.resolve(k, out), out.symbol(v));
+                    if !raw.is_empty() {
+                        pairs.insert(RawText(raw), ids);
+                    }
+                    ids
+                }
+            };
+            label_ids.push(ids);
         }
         if let (Some(db), false) = (db, has_db_tag) {
             label_ids.push(*db_label.get_or_insert_with(|| (out.symbol("db"), out.symbol(db))));
@@ -215,6 +236,25 @@ impl std::hash::Hash for NameKey<'_> {
     }
 }
 
+/// A text from the body as a hash key, compared with [`bytes_eq`].
+#[derive(Clone, Copy)]
+struct RawText<'a>(&'a str);
+
+impl PartialEq for RawText<'_> {
+    #[inline(always)]
+    fn eq(&self, other: &Self) -> bool {
+        bytes_eq(self.0.as_bytes(), other.0.as_bytes())
+    }
+}
+
+impl Eq for RawText<'_> {}
+
+impl std::hash::Hash for RawText<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.0.as_bytes());
+    }
+}
+
 /// A cheap hasher for the name cache (std's SipHash costs more than the parse of a field;
 /// there is no seed because a component has no randomness without importing WASI's).
 #[derive(Default)]
@@ -232,8 +272,11 @@ impl Hasher for PartsHasher {
             let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
             h = (h.rotate_left(23) ^ w).wrapping_mul(K);
         }
-        for &b in chunks.remainder() {
-            h = (h.rotate_left(8) ^ u64::from(b)).wrapping_mul(K);
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            // One loop-free load; the length tells apart tails that load alike.
+            let tail = short_word(rest) ^ ((rest.len() as u64) << 59);
+            h = (h.rotate_left(23) ^ tail).wrapping_mul(K);
         }
         self.0 = h;
     }
@@ -250,7 +293,8 @@ impl Hasher for PartsHasher {
 #[derive(Default)]
 struct Line<'a> {
     measurement: Cow<'a, str>,
-    tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// (key, value, the raw `key=value` text when neither had escapes, else "").
+    tags: Vec<(Cow<'a, str>, Cow<'a, str>, &'a str)>,
     /// `None` values are string fields, which are skipped.
     fields: Vec<(Cow<'a, str>, Option<f64>)>,
     timestamp: Option<i64>,
@@ -379,8 +423,12 @@ fn parse_line<'a>(line: &'a str, l: &mut Line<'a>) -> Result<(), LineError> {
         if v.is_empty() {
             return Err((eq + 1, format!("tag {k:?} has an empty value")));
         }
+        let raw = match (&k, &v) {
+            (Cow::Borrowed(_), Cow::Borrowed(_)) => &line[i + 1..next],
+            _ => "",
+        };
         i = next;
-        l.tags.push((k, v));
+        l.tags.push((k, v, raw));
     }
     if i >= b.len() || b[i] != b' ' {
         return Err((i, "missing fields".into()));

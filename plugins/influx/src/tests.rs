@@ -158,3 +158,25 @@ fn names_stay_right_when_lines_repeat() {
     let values: Vec<f64> = got.iter().map(|s| s.1[0].1).collect();
     assert_eq!(values, [1.0, 2.0, 3.0, 4.0, 5.0, 1.0, 2.0, 3.0, 4.0]);
 }
+
+#[test]
+fn repeated_tag_pairs_keep_their_own_labels() {
+    // Tag pairs are cached by their raw `key=value` text: near misses (a longer value, a longer
+    // key, an escaped key, a key to sanitize) must each get their own labels.
+    let body =
+        "m,h=a,r=eu v=1\nm,h=a,r=eu-1 v=2\nm,h=ab,r=eu v=3\nm,hh=a v=4\nm,h\\ x=a v=5\nm,h-x=a v=6\nm,h-x=a,h=a v=7\n";
+    let got = parse(&[], body).unwrap();
+    let labels: Vec<_> = got.into_iter().map(|s| s.0).collect();
+    assert_eq!(
+        labels,
+        [
+            l(&[("__name__", "m_v"), ("h", "a"), ("r", "eu")]),
+            l(&[("__name__", "m_v"), ("h", "a"), ("r", "eu-1")]),
+            l(&[("__name__", "m_v"), ("h", "ab"), ("r", "eu")]),
+            l(&[("__name__", "m_v"), ("hh", "a")]),
+            l(&[("__name__", "m_v"), ("h_x", "a")]),
+            l(&[("__name__", "m_v"), ("h_x", "a")]),
+            l(&[("__name__", "m_v"), ("h_x", "a"), ("h", "a")]),
+        ]
+    );
+}
