@@ -7,8 +7,11 @@
 //! - `tests/smoke.rs` (stable, part of `cargo test --workspace`): the seed corpus of [`seeds`]
 //!   plus a few thousand mutated inputs per target from [`mutate::Mutator`].
 
+pub mod cluster;
 pub mod mutate;
 pub mod seeds;
+
+pub use cluster::cluster_rpc;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -35,6 +38,7 @@ pub const TARGETS: &[Target] = &[
     ("data_block", data_block),
     ("data_part", data_part),
     ("mergeset_part", mergeset_part),
+    ("cluster_rpc", cluster_rpc),
 ];
 
 /// Remote-write 1.0: an uncompressed `WriteRequest`.

@@ -43,6 +43,7 @@ pub fn for_target(name: &str) -> Vec<Vec<u8>> {
         "exposition" => vec![exposition_text()],
         "json_import" => vec![json_lines()],
         "wal_segment" => vec![wal_segment()],
+        "cluster_rpc" => crate::cluster::seeds(),
         "data_block" => data_blocks(),
         "data_part" | "mergeset_part" => vec![vec![0], vec![1, 0, 0, 0xff], vec![3, 5, 0, 0x80, 9, 0, 1, 128]],
         _ => Vec::new(),

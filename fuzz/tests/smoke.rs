@@ -80,4 +80,24 @@ fn templates_are_valid() {
             ("job".to_string(), "node".to_string())
         ]
     );
+    // The cluster seeds reach the storage: the write is accepted, the search finds both series.
+    let cluster = seeds::for_target("cluster_rpc");
+    for seed in &cluster {
+        let frames = strata_fuzz::cluster::respond(seed).expect("a seed holds a request");
+        assert_eq!(frames[0][0], 0, "status OK for seed {:02x?}", &seed[..8]);
+    }
+    // Written rows become searchable within about a second (the raw-row buffer).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let search = strata_fuzz::cluster::respond(&cluster[2]).expect("the search");
+        let found: usize = search.iter().map(|f| f.len()).sum();
+        if found > 60 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the search did not find the written series ({found} bytes)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
