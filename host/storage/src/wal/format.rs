@@ -269,11 +269,18 @@ pub(crate) fn encode_write(
         }
     }
     refs.scratch = scratch;
+    seal_record(dst, start);
+    Ok(())
+}
+
+/// Fills in the header of the record that starts at `start` (its placeholder of
+/// [`RECORD_HEADER`] zero bytes) from the payload after it: length and checksum. Both
+/// format versions frame records this way.
+pub(crate) fn seal_record(dst: &mut [u8], start: usize) {
     let payload_len = dst.len() - start - RECORD_HEADER;
     let sum = xxhash_rust::xxh64::xxh64(&dst[start + RECORD_HEADER..], 0);
     dst[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
     dst[start + 4..start + RECORD_HEADER].copy_from_slice(&sum.to_le_bytes());
-    Ok(())
 }
 
 /// Definitions seen while reading segments in order: ref → (tenant, labels). Carried from one
@@ -316,7 +323,7 @@ pub fn visit_segment(
     let mut ts = Vec::new();
     let mut vals = Vec::new();
     while !rest.is_empty() {
-        let Some((payload, tail)) = frame(rest) else {
+        let Some((payload, tail)) = frame(rest, MAX_RECORD) else {
             return Ok(true);
         };
         if !decode_write(payload, state, &mut ts, &mut vals, visit)? {
@@ -327,13 +334,15 @@ pub fn visit_segment(
     Ok(false)
 }
 
-fn frame(src: &[u8]) -> Option<(&[u8], &[u8])> {
+/// One framed record (either version): its checked payload and what follows; `None` for a
+/// torn or corrupt record, or a payload over `max_record`.
+pub(crate) fn frame(src: &[u8], max_record: usize) -> Option<(&[u8], &[u8])> {
     if src.len() < RECORD_HEADER {
         return None;
     }
     let len = u32::from_le_bytes(src[..4].try_into().ok()?) as usize;
     let sum = u64::from_le_bytes(src[4..12].try_into().ok()?);
-    if len > MAX_RECORD || src.len() - RECORD_HEADER < len {
+    if len > max_record || src.len() - RECORD_HEADER < len {
         return None;
     }
     let payload = &src[RECORD_HEADER..RECORD_HEADER + len];

@@ -6,7 +6,7 @@
 //! Only read now (an upgrade with a non-empty WAL replays its old segments); the encoder is
 //! kept for the tests that check exactly that.
 
-use super::format::{RECORD_HEADER, Reader, SegmentVisitor};
+use super::format::{Reader, SegmentVisitor, frame};
 use crate::Tenant;
 use crate::error::Result;
 use crate::index::Label;
@@ -19,7 +19,7 @@ const MAX_RECORD: usize = 256 << 20;
 pub(crate) fn visit(bytes: &[u8], visit: &mut SegmentVisitor<'_>) -> Result<bool> {
     let mut rest = bytes;
     while !rest.is_empty() {
-        let Some((payload, tail)) = frame(rest) else {
+        let Some((payload, tail)) = frame(rest, MAX_RECORD) else {
             return Ok(true);
         };
         if !decode(payload, visit)? {
@@ -28,23 +28,6 @@ pub(crate) fn visit(bytes: &[u8], visit: &mut SegmentVisitor<'_>) -> Result<bool
         rest = tail;
     }
     Ok(false)
-}
-
-/// One framed record: its checked payload and what follows.
-fn frame(src: &[u8]) -> Option<(&[u8], &[u8])> {
-    if src.len() < RECORD_HEADER {
-        return None;
-    }
-    let len = u32::from_le_bytes(src[..4].try_into().ok()?) as usize;
-    let sum = u64::from_le_bytes(src[4..12].try_into().ok()?);
-    if len > MAX_RECORD || src.len() - RECORD_HEADER < len {
-        return None;
-    }
-    let payload = &src[RECORD_HEADER..RECORD_HEADER + len];
-    if xxhash_rust::xxh64::xxh64(payload, 0) != sum {
-        return None;
-    }
-    Some((payload, &src[RECORD_HEADER + len..]))
 }
 
 /// Decodes one payload and hands it on; `Ok(false)` if it is malformed.
@@ -88,7 +71,7 @@ fn parse(p: &[u8]) -> Option<Parsed<'_>> {
 /// Appends one framed v1 record to `dst`, exactly as the v1 writer did.
 #[cfg(test)]
 pub(crate) fn encode(dst: &mut Vec<u8>, tenant: Tenant, labels: &[Label<'_>], timestamps: &[i64], values: &[f64]) {
-    use super::format::put_varint;
+    use super::format::{RECORD_HEADER, put_varint};
     let start = dst.len();
     dst.extend_from_slice(&[0; RECORD_HEADER]);
     dst.extend_from_slice(&tenant.account_id.to_le_bytes());
@@ -108,8 +91,5 @@ pub(crate) fn encode(dst: &mut Vec<u8>, tenant: Tenant, labels: &[Label<'_>], ti
     for v in &values[..n] {
         dst.extend_from_slice(&v.to_bits().to_le_bytes());
     }
-    let payload_len = dst.len() - start - RECORD_HEADER;
-    let sum = xxhash_rust::xxh64::xxh64(&dst[start + RECORD_HEADER..], 0);
-    dst[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
-    dst[start + 4..start + RECORD_HEADER].copy_from_slice(&sum.to_le_bytes());
+    super::format::seal_record(dst, start);
 }
