@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::spec;
+use common::{influx_body, spec};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use strata_ingest::MetricBatch;
 use strata_plugin_host::{HostOptions, PluginHost};
@@ -30,17 +30,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| influx.parse_into(&[], b"", 1, &mut out).unwrap())
     });
 
-    let mut body = String::new();
-    for i in 0..10_000 {
-        body.push_str(&format!(
-            "cpu,host=server{},region=eu-{},cpu=cpu{} usage_user={}.5,usage_system={}i 1700000000000000000\n",
-            i % 100,
-            i % 7,
-            i % 8,
-            i,
-            i % 13
-        ));
-    }
+    let body = influx_body();
     let mut g = c.benchmark_group("influx_10k_lines_20k_samples");
     g.throughput(Throughput::Elements(20_000));
     g.bench_function("plugin", |b| {

@@ -12,18 +12,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::spec;
+use common::{influx_body, spec, thread_cpu_ns};
 use strata_ingest::MetricBatch;
 use strata_plugin_host::{HostOptions, PluginHost};
-
-/// Nanoseconds this thread has run on a CPU.
-fn thread_cpu_ns() -> u64 {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").expect("/proc/thread-self/schedstat");
-    s.split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("schedstat format")
-}
 
 /// Runs `f` for about `secs` seconds of this thread's CPU time after a short warm-up; prints
 /// CPU and wall nanoseconds per call.
@@ -91,17 +82,7 @@ fn main() {
             influx.parse_into(&[], b"", 1, &mut out).unwrap()
         });
     }
-    let mut body = String::new();
-    for i in 0..10_000 {
-        body.push_str(&format!(
-            "cpu,host=server{},region=eu-{},cpu=cpu{} usage_user={}.5,usage_system={}i 1700000000000000000\n",
-            i % 100,
-            i % 7,
-            i % 8,
-            i,
-            i % 13
-        ));
-    }
+    let body = influx_body();
     if wanted("influx_10k_lines_20k_samples/plugin") {
         measure("influx_10k_lines_20k_samples/plugin", 4.0, || {
             influx.parse_into(&[], body.as_bytes(), 1, &mut out).unwrap()

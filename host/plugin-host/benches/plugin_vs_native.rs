@@ -22,20 +22,11 @@
 
 mod common;
 
-use common::spec;
+use common::{influx_body, spec, thread_cpu_ns};
 use strata_influx::{Options, parse_lines};
 use strata_ingest::MetricBatch;
 use strata_plugin_host::{HostOptions, PluginHost};
 use strata_plugin_sdk::BatchBuilder;
-
-/// Nanoseconds this thread has run on a CPU.
-fn thread_cpu_ns() -> u64 {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").expect("/proc/thread-self/schedstat");
-    s.split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("schedstat format")
-}
 
 /// CPU nanoseconds per call of `calls` calls of `f`.
 fn per_call(calls: u32, mut f: impl FnMut()) -> f64 {
@@ -60,17 +51,7 @@ fn main() {
     );
     let host = PluginHost::load(HostOptions::default(), vec![spec("influx", "strata_influx")]).unwrap();
     let influx = host.ingest_plugin("influx").unwrap();
-    let mut body = String::new();
-    for i in 0..10_000 {
-        body.push_str(&format!(
-            "cpu,host=server{},region=eu-{},cpu=cpu{} usage_user={}.5,usage_system={}i 1700000000000000000\n",
-            i % 100,
-            i % 7,
-            i % 8,
-            i,
-            i % 13
-        ));
-    }
+    let body = influx_body();
     let opts = Options::default();
     let mut out = MetricBatch::new();
     let mut call = || assert_eq!(influx.parse_count(&[], body.as_bytes(), 1).unwrap(), 20_000);
