@@ -170,13 +170,24 @@ impl Storage {
         self.durability.guard.admit()?;
         let shared = self.durability.gate.read();
         if self.durability.wal.is_none() {
+            // Resolve the whole request, then hand the table its rows in large chunks: a
+            // remote-write request has mostly one sample per series, and each `add_rows` call
+            // costs a partition lookup and a shard lock.
+            let mut rows = Vec::new();
             let mut samples = 0u64;
             series(&mut |labels, timestamps, values| {
                 durability::check_lengths(timestamps, values)?;
-                add_series_to(&self.index, &self.table, tenant, labels, timestamps, values)?;
+                resolve_rows(&self.index, tenant, labels, timestamps, values, &mut rows)?;
                 samples += timestamps.len() as u64;
+                if rows.len() >= ROWS_PER_CHUNK {
+                    self.table.add_rows(&rows)?;
+                    rows.clear();
+                }
                 Ok(())
             })?;
+            if !rows.is_empty() {
+                self.table.add_rows(&rows)?;
+            }
             return Ok(samples);
         }
         let (samples, logged) = self.log_and_add(tenant, series, true)?;
