@@ -100,14 +100,7 @@ pub async fn serve_tcp(
     limits: IngestLimits,
 ) {
     let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let stats = host.register_listener(&plugin, "tcp", &address);
-    let feed = Feed {
-        host,
-        plugin,
-        sink,
-        limits,
-        stats,
-    };
+    let feed = Feed::register(host, plugin, sink, limits, "tcp", &address);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -180,14 +173,7 @@ pub async fn serve_udp(
     limits: IngestLimits,
 ) {
     let address = socket.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let stats = host.register_listener(&plugin, "udp", &address);
-    let feed = Feed {
-        host,
-        plugin,
-        sink,
-        limits,
-        stats,
-    };
+    let feed = Feed::register(host, plugin, sink, limits, "udp", &address);
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut session: Option<StreamSession> = None;
     loop {
@@ -225,6 +211,26 @@ async fn in_blocking(
 }
 
 impl Feed {
+    /// The feed of a new listener, listed in the host's plugin status under `protocol` and
+    /// `address`.
+    fn register(
+        host: Arc<PluginHost>,
+        plugin: String,
+        sink: Arc<dyn SampleSink>,
+        limits: IngestLimits,
+        protocol: &'static str,
+        address: &str,
+    ) -> Self {
+        let stats = host.register_listener(&plugin, protocol, address);
+        Self {
+            host,
+            plugin,
+            sink,
+            limits,
+            stats,
+        }
+    }
+
     /// Pushes one chunk into the session, opening (or re-opening after a reload or a failure)
     /// it first.
     fn push(&self, session: &mut Option<StreamSession>, body: &[u8]) {
